@@ -1,0 +1,30 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { checkLimit } from '../executor/select.ts';
+import { loadInventory } from '../inventory/loader.ts';
+import { renderAgentConfig, renderJwtTemplate, renderNodePolicy, nodeRoleName } from '../render/vault-agent.ts';
+import { desiredRole } from '../tasks/vault-node-approle.ts';
+
+/**
+ * `krypton-secrets render`: writes, per node, `<out>/<node>/vault-agent.hcl`, `jwt.ctmpl`, `policy.hcl` and
+ * `approle.json` (the role settings), exactly as apply would use them. No secret is in any of them; no host
+ * and no backend is contacted. Returns the exit code.
+ */
+export async function renderCommand(f: { inventory: string; out: string; limit?: string[] }, print: (l: string) => void): Promise<number> {
+  const inv = await loadInventory(f.inventory);
+  const limit = checkLimit(inv, f.limit);
+  for (const node of inv.nodes.filter((n) => !limit || limit.has(n.name))) {
+    const dir = join(f.out, node.name);
+    await mkdir(dir, { recursive: true });
+    const role = nodeRoleName(inv.network, node.name);
+    const files: [string, string][] = [
+      ['vault-agent.hcl', renderAgentConfig(inv, node)],
+      ['jwt.ctmpl', renderJwtTemplate(inv)],
+      ['policy.hcl', renderNodePolicy(inv)],
+      ['approle.json', `${JSON.stringify({ role, mount: `auth/${inv.vault.approleMount}`, settings: desiredRole(inv, role) }, null, 2)}\n`],
+    ];
+    for (const [name, text] of files) await writeFile(join(dir, name), text, { mode: 0o644 });
+    print(`${node.name}: ${files.map(([n]) => join(dir, n)).join(', ')}`);
+  }
+  return 0;
+}

@@ -1,0 +1,127 @@
+import { readFile } from 'node:fs/promises';
+import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { KryptonError, type ErrorCode } from './errors.ts';
+
+/** A parsed YAML file that can point at any of its nodes as `file:line:column`. */
+export interface YamlSource {
+  file: string;
+  doc: Document;
+  lines: LineCounter;
+}
+
+/**
+ * Reads and parses a YAML file (YAML 1.2 core schema, via the `yaml` package). Duplicate keys, syntax errors
+ * and a non-mapping/sequence root are refused with `code` (E_INVENTORY, E_PLAYBOOK…) at `file:line:col`.
+ */
+export async function loadYaml(file: string, code: ErrorCode): Promise<{ source: YamlSource; value: unknown }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new KryptonError(code, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+      hint: 'check the path (relative paths are resolved from the current directory)',
+    });
+  }
+  return parseYaml(file, text, code);
+}
+
+/** As {@link loadYaml}, from text already in memory. */
+export function parseYaml(file: string, text: string, code: ErrorCode): { source: YamlSource; value: unknown } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true });
+  const source = { file, doc, lines };
+  const first = doc.errors[0];
+  if (first) {
+    const where = at(source, first.pos[0]);
+    const what = first.code === 'DUPLICATE_KEY' ? 'duplicate key (each key may appear once in a mapping)' : first.message.split('\n')[0];
+    throw new KryptonError(code, `${where}: ${what}`, { hint: 'fix the YAML syntax at that position' });
+  }
+  return { source, value: doc.toJS({ maxAliasCount: 100 }) };
+}
+
+/** `file:line:col` of a character offset. */
+export function at(source: YamlSource, offset: number): string {
+  const { line, col } = source.lines.linePos(offset);
+  return `${source.file}:${line}:${col}`;
+}
+
+/** `file:line:col` of the node at `path` (or the nearest existing parent; for a missing key, its mapping). */
+export function locate(source: YamlSource, path: readonly PropertyKey[], key?: string): string {
+  let p = [...path];
+  for (;;) {
+    const node = p.length === 0 ? source.doc.contents : source.doc.getIn(p as unknown[], true);
+    if (isNode(node)) {
+      if (key !== undefined && isMap(node)) {
+        const pair = node.items.find((it) => isNode(it.key) && (it.key as Node & { value?: unknown }).value === key);
+        if (pair && isNode(pair.key) && pair.key.range) return at(source, pair.key.range[0]);
+      }
+      if (node.range) return at(source, node.range[0]);
+    }
+    if (p.length === 0) return `${source.file}:1:1`;
+    p = p.slice(0, -1);
+  }
+}
+
+/**
+ * Validates `value` with a zod schema; every issue becomes one line `file:line:col: <dotted.path>: <message>`
+ * pointing at the offending node (unknown keys point at the key). Throws KryptonError(code) listing all of them.
+ */
+export function validate<T>(
+  source: YamlSource,
+  schema: z.ZodType<T>,
+  value: unknown,
+  code: ErrorCode,
+  what: string,
+  /** Where `value` sits in the document, when it is not the whole document. */
+  basePath: readonly PropertyKey[] = [],
+): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const lines: string[] = [];
+  for (const issue of r.error.issues) {
+    const path = [...basePath, ...(issue.path as PropertyKey[])];
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) {
+        lines.push(`${locate(source, path, k)}: ${dotted([...path, k])}: unknown key (expected one of: ${knownKeys(schema, issue.path as PropertyKey[])})`);
+      }
+      continue;
+    }
+    lines.push(`${locate(source, path)}: ${dotted(path) || '(top level)'}: ${issue.message}`);
+  }
+  throw new KryptonError(code, `${what} ${source.file} is not valid:\n  ${lines.join('\n  ')}`, {
+    hint: 'fix the entries above; nothing was changed on any host',
+  });
+}
+
+function dotted(path: readonly PropertyKey[]): string {
+  return path.map(String).join('.');
+}
+
+/** Best-effort list of the keys a strict object schema accepts at `path` (for "unknown key" messages). */
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string {
+  let s: unknown = schema;
+  for (const seg of path) {
+    s = unwrap(s);
+    const def = (s as { def?: { type?: string; shape?: Record<string, unknown>; valueType?: unknown; element?: unknown } }).def;
+    if (!def) return '?';
+    if (def.type === 'object' && def.shape) s = def.shape[String(seg)];
+    else if (def.type === 'record') s = def.valueType;
+    else if (def.type === 'array') s = def.element;
+    else return '?';
+  }
+  s = unwrap(s);
+  const shape = (s as { def?: { shape?: Record<string, unknown> } })?.def?.shape;
+  return shape ? Object.keys(shape).join(', ') : '?';
+}
+
+function unwrap(s: unknown): unknown {
+  for (let i = 0; i < 10; i++) {
+    const def = (s as { def?: { type?: string; innerType?: unknown; in?: unknown } })?.def;
+    if (!def) return s;
+    if (def.type === 'optional' || def.type === 'default' || def.type === 'nullable' || def.type === 'prefault') s = def.innerType;
+    else if (def.type === 'pipe') s = def.in;
+    else return s;
+  }
+  return s;
+}

@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { KryptonError } from '../core/errors.ts';
+import type { FactSpec, GatherEnv, RemoteFact } from '../core/task.ts';
+import type { Transport } from '../transport/transport.ts';
+
+/**
+ * Gathers a step's facts: every remote fact in ONE exec (one SSH channel: the snippets run in a subshell
+ * each, their stdout fenced by a random boundary, stderr discarded), laptop facts concurrently.
+ * Throws E_FACT when the host's output cannot be split back into facts, or a parser throws.
+ */
+export async function gatherFacts(specs: Record<string, FactSpec<unknown>>, transport: Transport, env: GatherEnv): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const remote = Object.entries(specs).filter((e): e is [string, RemoteFact<unknown>] => e[1].kind === 'remote');
+  const laptop = Object.entries(specs).filter(([, s]) => s.kind === 'laptop');
+  const laptopDone = Promise.all(
+    laptop.map(async ([k, s]) => {
+      if (s.kind === 'laptop') out[k] = await s.gather(env);
+    }),
+  );
+  if (remote.length) {
+    const b = `KF${randomBytes(6).toString('hex')}`;
+    const script = remote.map(([k, s]) => `echo '@@${b} ${k}'\n( ${s.script}\n) </dev/null 2>/dev/null\necho "@@${b}-exit $?"`).join('\n');
+    const res = await transport.exec(['sh', '-c', script], { timeoutMs: 30_000 });
+    const sections = splitSections(res.stdout, b);
+    for (const [k, s] of remote) {
+      const sec = sections.get(k);
+      if (!sec) {
+        throw new KryptonError('E_FACT', `could not read fact ${k} from the host (exit ${res.code}${res.stderr ? `: ${res.stderr.trim().slice(-200)}` : ''})`, {
+          hint: 'the host needs a POSIX sh with coreutils and util-linux (findmnt, stat, sha256sum)',
+        });
+      }
+      try {
+        out[k] = s.parse(sec.stdout, sec.exit);
+      } catch (err) {
+        throw new KryptonError('E_FACT', `could not parse fact ${k}: ${(err as Error).message}`, { hint: 'run with --debug and report the output' });
+      }
+    }
+  }
+  await laptopDone;
+  return out;
+}
+
+function splitSections(stdout: string, b: string): Map<string, { stdout: string; exit: number }> {
+  const map = new Map<string, { stdout: string; exit: number }>();
+  const lines = stdout.split('\n');
+  let cur: string | undefined;
+  let buf: string[] = [];
+  for (const line of lines) {
+    if (line.startsWith(`@@${b}-exit `)) {
+      if (cur !== undefined) map.set(cur, { stdout: buf.join('\n'), exit: Number(line.slice(b.length + 8)) });
+      cur = undefined;
+      buf = [];
+    } else if (line.startsWith(`@@${b} `)) {
+      cur = line.slice(b.length + 3);
+      buf = [];
+    } else if (cur !== undefined) {
+      buf.push(line);
+    }
+  }
+  return map;
+}

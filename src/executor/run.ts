@@ -1,0 +1,224 @@
+import { KryptonError, toKryptonError } from '../core/errors.ts';
+import type { EventSink, HostStatus, RunSummary } from '../core/events.ts';
+import type { GatherEnv, Plan, PlanContext } from '../core/task.ts';
+import type { Backends } from '../backends/registry.ts';
+import type { Host, Inventory } from '../inventory/model.ts';
+import type { Play, Playbook, Step } from '../playbook/loader.ts';
+import type { Transport } from '../transport/transport.ts';
+import { applyAction } from './apply.ts';
+import { gatherFacts } from './facts.ts';
+import { checkLimit, selectHosts } from './select.ts';
+import { Semaphore } from './semaphore.ts';
+import { computeWaves } from './waves.ts';
+
+export interface RunOptions {
+  inventory: Inventory;
+  playbook: Playbook;
+  /** `plan`: gather facts and plan every step, change nothing. `apply`: do it. */
+  mode: 'plan' | 'apply';
+  /** Only these hosts (inventory names). */
+  limit?: string[];
+  /** Hosts worked on at once (default 16). */
+  concurrency?: number;
+  sink: EventSink;
+  backends: Backends;
+  /** Opens (or reuses) the host's one connection. Host keys are verified before it resolves. */
+  connect(host: Host): Promise<Transport>;
+  /** Scales every settle timeout (tests). */
+  now?: () => number;
+}
+
+interface HostState {
+  status: HostStatus;
+  error?: KryptonError;
+}
+
+/**
+ * Runs a playbook over the inventory: plays in order; in each play, hosts in waves (`serial`), up to
+ * `concurrency` hosts at once, each host's steps in order over its one connection. A step gathers facts
+ * (one exec for all remote facts), plans purely, applies the actions, then — when the task settles —
+ * re-gathers and re-plans until the plan is noChange. A failed host stops its own steps; the others go on;
+ * later waves of the play are halted. Disruptive steps hold the play's validator / RPC budget until they
+ * converge. Returns the summary (also emitted as the last event). Throws only for bad usage (E_USAGE).
+ */
+export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
+  const limit = checkLimit(o.inventory, o.limit);
+  const states = new Map<string, HostState>();
+  const hostSlots = new Semaphore(o.concurrency ?? 16);
+  const memo = new Map<string, Promise<unknown>>();
+  const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
+  for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
+  o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
+
+  for (const play of o.playbook.plays) {
+    const hosts = selectHosts(o.inventory, play.hosts).filter((h) => (!limit || limit.has(h.name)) && states.get(h.name)?.status !== 'failed');
+    if (!hosts.length) continue;
+    o.sink({ type: 'play-start', play: play.name, hosts: hosts.map((h) => h.name) });
+    const budgets = { validator: new Semaphore(play.maxValidatorsDown), rpc: new Semaphore(play.maxRpcDown) };
+    const onceLocks = new Map<number, Semaphore>();
+    const waves = computeWaves(hosts, play.serial);
+    let halted = false;
+    for (const [w, wave] of waves.entries()) {
+      if (halted) {
+        for (const h of wave) {
+          const st = states.get(h.name)!;
+          if (st.status !== 'failed') {
+            st.status = st.status === 'changed' ? 'changed' : 'skipped';
+            o.sink({ type: 'host-done', host: h.name, status: 'skipped', error: new KryptonError('E_HALTED', `not run: an earlier wave of "${play.name}" failed`, { hint: 'fix the failed host, then run again (or --resume)' }) });
+          }
+        }
+        continue;
+      }
+      o.sink({ type: 'wave-start', play: play.name, wave: w + 1, hosts: wave.map((h) => h.name) });
+      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo))));
+      if (wave.some((h) => states.get(h.name)?.status === 'failed') && w < waves.length - 1) halted = true;
+    }
+  }
+
+  const summary = summarise(states);
+  o.sink({ type: 'summary', summary });
+  return summary;
+}
+
+async function runHostPlay(
+  o: RunOptions,
+  play: Play,
+  host: Host,
+  state: HostState,
+  budgets: { validator: Semaphore; rpc: Semaphore },
+  onceLocks: Map<number, Semaphore>,
+  memo: Map<string, Promise<unknown>>,
+): Promise<void> {
+  let transport: Transport;
+  try {
+    transport = await o.connect(host);
+  } catch (err) {
+    fail(o, host, state, toKryptonError(err, 'E_SSH_CONNECT'), undefined);
+    return;
+  }
+  const env: GatherEnv = {
+    host,
+    inventory: o.inventory,
+    transport,
+    backends: o.backends,
+    memo<T>(key: string, get: () => Promise<T>): Promise<T> {
+      let p = memo.get(key) as Promise<T> | undefined;
+      if (!p) {
+        p = get();
+        memo.set(key, p);
+        p.catch(() => memo.delete(key));
+      }
+      return p;
+    },
+  };
+  let restartPending = false;
+  for (const [i, step] of play.steps.entries()) {
+    const task = step.task;
+    if (task.appliesTo !== 'any' && task.appliesTo !== host.kind) continue;
+    if (task.backends && !task.backends.includes(o.inventory.backend)) continue;
+    const started = Date.now();
+    o.sink({ type: 'step-start', host: host.name, task: task.id, name: step.name });
+    try {
+      const lock = task.once ? (onceLocks.get(i) ?? onceLocks.set(i, new Semaphore(1)).get(i)!) : undefined;
+      const release = lock ? await lock.acquire() : undefined;
+      let result: { plan: Plan; applied: boolean };
+      try {
+        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending }, budgets);
+      } finally {
+        release?.();
+      }
+      const { plan } = result;
+      if (plan.kind === 'noChange') {
+        o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'ok', reason: plan.reason, durationMs: Date.now() - started });
+      } else if (plan.kind === 'change') {
+        state.status = 'changed';
+        if (task.triggersRestart) restartPending = true;
+        o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'changed', actions: plan.actions.map((a) => a.description), durationMs: Date.now() - started });
+      }
+    } catch (err) {
+      const e = toKryptonError(err);
+      fail(o, host, state, e, task.id, step.name, Date.now() - started);
+      return;
+    }
+  }
+  o.sink({ type: 'host-done', host: host.name, status: state.status });
+}
+
+/** Plans one step and, in apply mode, applies and settles it. Throws the refusal or apply error. */
+async function runStep(
+  o: RunOptions,
+  step: Step,
+  host: Host,
+  env: GatherEnv,
+  memo: Map<string, Promise<unknown>>,
+  ctx: PlanContext,
+  budgets: { validator: Semaphore; rpc: Semaphore },
+): Promise<{ plan: Plan; applied: boolean }> {
+  const task = step.task;
+  const plan = async (c: PlanContext): Promise<Plan> => {
+    const facts = await gatherFacts(task.facts(step.params, host, o.inventory), env.transport, env);
+    return task.plan(step.params, facts, c);
+  };
+  const first = await plan(ctx);
+  if (first.kind === 'refuse') throw first.error;
+  if (first.kind === 'noChange' || o.mode === 'plan') return { plan: first, applied: false };
+
+  const budget = task.disruptive && host.kind === 'node' ? (host.role === 'validator' ? budgets.validator : budgets.rpc) : undefined;
+  const release = budget ? await budget.acquire() : undefined;
+  try {
+    for (const action of first.actions) {
+      const wroteBackend = await applyAction(action, env.transport, o.backends);
+      if (wroteBackend) memo.clear();
+    }
+    if (task.settle) {
+      const deadline = Date.now() + task.settle.timeoutMs;
+      // The pending restart (if any) was this step's to do: converged now means "nothing left to do".
+      const after = { ...ctx, restartPending: false };
+      let last: Plan = await plan(after);
+      while (last.kind !== 'noChange') {
+        if (last.kind === 'refuse' && Date.now() >= deadline) throw last.error;
+        if (Date.now() >= deadline) {
+          throw new KryptonError('E_TIMEOUT', `${task.id} did not converge within ${Math.round(task.settle.timeoutMs / 1000)} s: still ${describePlan(last)}`, {
+            hint: 'look at the service logs on the host (e.g. /var/log/krypton/, journalctl -u krypton-vault-agent)',
+          });
+        }
+        await new Promise((r) => setTimeout(r, task.settle!.intervalMs));
+        last = await plan(after);
+      }
+    }
+  } finally {
+    release?.();
+  }
+  return { plan: first, applied: true };
+}
+
+function describePlan(p: Plan): string {
+  if (p.kind === 'change') return `wants to ${p.actions.map((a) => a.description).join('; ')}`;
+  if (p.kind === 'refuse') return p.error.message;
+  return p.reason;
+}
+
+function fail(o: RunOptions, host: Host, state: HostState, e: KryptonError, task?: string, name?: string, durationMs = 0): void {
+  e.host ??= host.name;
+  e.task ??= task;
+  state.status = 'failed';
+  state.error = e;
+  if (task) o.sink({ type: 'step', host: host.name, task, name: name ?? task, status: 'failed', error: e, durationMs });
+  o.sink({ type: 'host-done', host: host.name, status: 'failed', error: e });
+}
+
+function summarise(states: Map<string, HostState>): RunSummary {
+  const hosts: RunSummary['hosts'] = {};
+  let changed = 0;
+  let unchanged = 0;
+  let failed = 0;
+  let skipped = 0;
+  for (const [name, st] of states) {
+    hosts[name] = { status: st.status, ...(st.error ? { error: st.error.toJSON() } : {}) };
+    if (st.status === 'changed') changed++;
+    else if (st.status === 'unchanged') unchanged++;
+    else if (st.status === 'failed') failed++;
+    else skipped++;
+  }
+  return { ok: failed === 0 && skipped === 0, changed, unchanged, failed, skipped, hosts };
+}

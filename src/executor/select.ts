@@ -1,0 +1,39 @@
+import { KryptonError } from '../core/errors.ts';
+import type { Host, Inventory } from '../inventory/model.ts';
+
+/** The inventory hosts a play's `hosts:` names, in inventory order. Throws E_PLAYBOOK for an unknown name. */
+export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
+  if (Array.isArray(hosts)) {
+    const all = new Map<string, Host>([...inv.nodes, ...inv.cosigners].map((h) => [h.name, h]));
+    return hosts.map((n) => {
+      const h = all.get(n);
+      if (!h) throw new KryptonError('E_PLAYBOOK', `play names host ${n}, which is not in the inventory ${inv.file}`, { hint: 'fix hosts: in the playbook' });
+      return h;
+    });
+  }
+  switch (hosts) {
+    case 'nodes':
+      return [...inv.nodes];
+    case 'validators':
+      return inv.nodes.filter((n) => n.role === 'validator');
+    case 'rpc':
+      return inv.nodes.filter((n) => n.role === 'rpc');
+    case 'cosigners':
+      return [...inv.cosigners];
+    default:
+      return [...inv.nodes, ...inv.cosigners];
+  }
+}
+
+/** Checks `--limit` names against the inventory; throws E_USAGE naming the unknown ones. */
+export function checkLimit(inv: Inventory, limit: string[] | undefined): Set<string> | undefined {
+  if (!limit) return undefined;
+  const known = new Set([...inv.nodes, ...inv.cosigners].map((h) => h.name));
+  const unknown = limit.filter((n) => !known.has(n));
+  if (unknown.length) {
+    throw new KryptonError('E_USAGE', `--limit names ${unknown.join(', ')}, not in the inventory ${inv.file}`, {
+      hint: `known hosts: ${[...known].join(', ')}`,
+    });
+  }
+  return new Set(limit);
+}

@@ -1,0 +1,182 @@
+import { resolve } from 'node:path';
+import { KryptonError } from '../core/errors.ts';
+import { loadYaml, locate, parseYaml, validate, type YamlSource } from '../core/yaml-source.ts';
+import { inventorySchema, type InventoryFile } from './schema.ts';
+import type { CosignerHost, Inventory, NodeHost } from './model.ts';
+
+/** Defaults for a node where neither the node nor `defaults:` says otherwise. */
+export const NODE_DEFAULTS = {
+  deployDir: '/opt/krypton',
+  restart: ['docker', 'compose', 'restart', 'el', 'cl'],
+  agentStart: ['systemd-run', '--unit=krypton-vault-agent', '--collect', '--', 'vault', 'agent', '-config=/run/krypton-secrets/vault-agent.hcl'],
+  agentStop: ['systemctl', 'stop', 'krypton-vault-agent'],
+  jwtMode: '0600',
+} as const;
+
+/**
+ * Loads and validates an inventory file (YAML, schema in `inventory/schema.ts`). Throws KryptonError
+ * E_INVENTORY naming `file:line:col` for syntax errors, duplicate keys, unknown keys, wrong types,
+ * duplicate host names or addresses across `nodes` and `cosigners`.
+ */
+export async function loadInventory(file: string): Promise<Inventory> {
+  const abs = resolve(file);
+  const { source, value } = await loadYaml(abs, 'E_INVENTORY');
+  return buildInventory(source, value);
+}
+
+/** As {@link loadInventory}, from text (for tests). */
+export function parseInventory(file: string, text: string): Inventory {
+  const { source, value } = parseYaml(file, text, 'E_INVENTORY');
+  return buildInventory(source, value);
+}
+
+function buildInventory(source: YamlSource, value: unknown): Inventory {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new KryptonError('E_INVENTORY', `${source.file}:1:1: expected a mapping with network, nodes, … at the top level`, {
+      hint: 'see inventory/testnet.yml for the shape',
+    });
+  }
+  const raw = validate(source, inventorySchema, value, 'E_INVENTORY', 'inventory');
+  const inv = toModel(source.file, raw);
+  checkUnique(source, raw, inv);
+  if (inv.nodes.length + inv.cosigners.length === 0) {
+    throw new KryptonError('E_INVENTORY', `${locate(source, [])}: the inventory lists no nodes and no cosigners`, {
+      hint: 'add hosts under nodes: or cosigners:',
+    });
+  }
+  if (raw.backend !== 'vault' && !raw.kms) {
+    throw new KryptonError('E_INVENTORY', `${locate(source, [], 'backend')}: backend ${raw.backend} needs a kms: block with key_id`, {
+      hint: 'add kms: { key_id: alias/krypton-engine-jwt }',
+    });
+  }
+  return inv;
+}
+
+function toModel(file: string, raw: InventoryFile): Inventory {
+  const d = raw.defaults;
+  const nodes: NodeHost[] = Object.entries(raw.nodes).map(([name, n]) => {
+    const deployDir = n.deploy_dir ?? d.deploy_dir ?? NODE_DEFAULTS.deployDir;
+    return {
+      kind: 'node',
+      name,
+      role: n.role,
+      conn: {
+        address: n.address ?? name,
+        port: n.port,
+        user: n.user,
+        identityFile: n.identity_file,
+        hostKey: n.host_key,
+        proxyJump: n.proxy_jump,
+      },
+      deployDir,
+      envFile: n.env_file ?? d.env_file ?? `${deployDir}/.env`,
+      restart: n.restart ?? d.restart ?? [...NODE_DEFAULTS.restart],
+      agent: {
+        start: n.agent?.start ?? d.agent?.start ?? agentStartDefault(raw.vault.agent_binary),
+        stop: n.agent?.stop ?? d.agent?.stop ?? [...NODE_DEFAULTS.agentStop],
+      },
+      jwt: {
+        owner: n.jwt?.owner ?? d.jwt?.owner,
+        group: n.jwt?.group ?? d.jwt?.group,
+        mode: normaliseMode(n.jwt?.mode ?? d.jwt?.mode ?? NODE_DEFAULTS.jwtMode),
+      },
+    };
+  });
+  const cosigners: CosignerHost[] = Object.entries(raw.cosigners ?? {}).map(([name, c]) => ({
+    kind: 'cosigner',
+    name,
+    conn: {
+      address: c.address ?? name,
+      port: c.port,
+      user: c.user,
+      identityFile: c.identity_file,
+      hostKey: c.host_key,
+      proxyJump: c.proxy_jump,
+    },
+    shardId: c.shard_id,
+    keyDir: c.key_dir,
+    home: c.home,
+    p2pPort: c.p2p_port,
+    start: c.start,
+  }));
+  const v = raw.vault;
+  return {
+    file,
+    network: raw.network,
+    backend: raw.backend,
+    vault: {
+      address: v.address,
+      agentAddress: v.agent_address,
+      namespace: v.namespace,
+      caCert: v.ca_cert,
+      kvMount: v.kv_mount,
+      approleMount: v.approle_mount,
+      agentMode: v.agent_mode,
+      wrapTtlSeconds: v.wrap_ttl_seconds,
+      secretIdTtlSeconds: v.secret_id_ttl_seconds,
+      tokenPeriodSeconds: v.token_period_seconds,
+      agentBinary: v.agent_binary,
+    },
+    kms: raw.kms && {
+      keyId: raw.kms.key_id,
+      region: raw.kms.region,
+      endpointUrl: raw.kms.endpoint_url,
+      decrypt: raw.kms.decrypt,
+      perNode: raw.kms.per_node,
+      blobDir: raw.kms.blob_dir,
+    },
+    ssh: {
+      user: raw.ssh.user,
+      port: raw.ssh.port,
+      identityFile: raw.ssh.identity_file,
+      knownHosts: raw.ssh.known_hosts,
+      config: raw.ssh.config,
+      proxyJump: raw.ssh.proxy_jump,
+      connectTimeoutSeconds: raw.ssh.connect_timeout_seconds,
+      useAgent: raw.ssh.use_agent,
+    },
+    nodes,
+    cosigners,
+  };
+}
+
+function agentStartDefault(binary: string): string[] {
+  return NODE_DEFAULTS.agentStart.map((w) => (w === 'vault' ? binary : w));
+}
+
+/** "600" -> "0600". */
+function normaliseMode(m: string): string {
+  return m.length === 3 ? `0${m}` : m;
+}
+
+function checkUnique(source: YamlSource, raw: InventoryFile, inv: Inventory): void {
+  const seen = new Map<string, string>();
+  for (const name of Object.keys(raw.cosigners ?? {})) {
+    if (name in raw.nodes) {
+      throw new KryptonError('E_INVENTORY', `${locate(source, ['cosigners'], name)}: ${name} is listed both as a node and as a cosigner`, {
+        hint: 'give each host one name and one role',
+      });
+    }
+  }
+  for (const h of [...inv.nodes, ...inv.cosigners]) {
+    const key = `${h.conn.address}:${h.conn.port ?? raw.ssh.port ?? 22}`;
+    const other = seen.get(key);
+    const group = h.kind === 'node' ? 'nodes' : 'cosigners';
+    if (other) {
+      throw new KryptonError('E_INVENTORY', `${locate(source, [group, h.name, 'address'])}: ${h.name} has the same address as ${other} (${key})`, {
+        hint: 'each inventory host must be a different machine',
+      });
+    }
+    seen.set(key, h.name);
+  }
+  const shardIds = new Map<number, string>();
+  for (const c of inv.cosigners) {
+    const other = shardIds.get(c.shardId);
+    if (other) {
+      throw new KryptonError('E_INVENTORY', `${locate(source, ['cosigners', c.name, 'shard_id'])}: shard_id ${c.shardId} is also ${other}'s`, {
+        hint: 'each cosigner holds a different shard',
+      });
+    }
+    shardIds.set(c.shardId, c.name);
+  }
+}

@@ -1,0 +1,96 @@
+/** A node as every task sees it: inventory values with defaults and per-host overrides resolved. */
+export interface NodeHost {
+  kind: 'node';
+  name: string;
+  role: 'validator' | 'rpc';
+  conn: HostConnection;
+  /** Deploy dir, e.g. `/opt/krypton`. */
+  deployDir: string;
+  /** Compose env file, e.g. `/opt/krypton/.env`. */
+  envFile: string;
+  /** Restart command for `el` and `cl` together (argv), run in `deployDir`. */
+  restart: string[];
+  agent: { start: string[]; stop: string[] };
+  /** Engine-API JWT file settings; `mode` is an octal string ("0600"). */
+  jwt: { owner?: string; group?: string; mode: string };
+}
+
+export interface CosignerHost {
+  kind: 'cosigner';
+  name: string;
+  conn: HostConnection;
+  shardId: number;
+  keyDir: string;
+  home?: string;
+  p2pPort?: number;
+  start?: string[];
+}
+
+export type Host = NodeHost | CosignerHost;
+
+/** How to reach a host; unset fields fall back to ssh_config, then OpenSSH defaults. */
+export interface HostConnection {
+  /** Address or ssh_config alias (default: the inventory name). */
+  address: string;
+  port?: number;
+  user?: string;
+  identityFile?: string;
+  /** Pinned host key fingerprint `SHA256:…`; wins over known_hosts. */
+  hostKey?: string;
+  proxyJump?: string;
+}
+
+export interface VaultSettings {
+  address?: string;
+  agentAddress?: string;
+  namespace?: string;
+  caCert?: string;
+  kvMount: string;
+  approleMount: string;
+  agentMode: 'daemon' | 'oneshot';
+  wrapTtlSeconds: number;
+  secretIdTtlSeconds: number;
+  tokenPeriodSeconds: number;
+  agentBinary: string;
+}
+
+export interface KmsSettings {
+  keyId: string;
+  region?: string;
+  endpointUrl?: string;
+  decrypt: 'host' | 'operator';
+  perNode: boolean;
+  blobDir: string;
+}
+
+export interface SshSettings {
+  user?: string;
+  port?: number;
+  identityFile?: string;
+  knownHosts?: string;
+  config?: string;
+  proxyJump?: string;
+  connectTimeoutSeconds: number;
+  useAgent: boolean;
+}
+
+/** A validated inventory. */
+export interface Inventory {
+  /** Absolute path of the file it came from. */
+  file: string;
+  /** Chain id as a string: "473374" testnet, "47337" mainnet. */
+  network: string;
+  backend: 'vault' | 'kms' | 'secrets-manager';
+  vault: VaultSettings;
+  kms?: KmsSettings;
+  ssh: SshSettings;
+  nodes: NodeHost[];
+  cosigners: CosignerHost[];
+}
+
+/** The tmpfs every node's secrets live in (ARCHITECTURE.md "tmpfs"). */
+export const SECRETS_DIR = '/run/krypton-secrets';
+
+export function allHosts(inv: Inventory): Host[] {
+  return [...inv.nodes, ...inv.cosigners];
+}

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+
+/** Octal file mode as a quoted YAML string, e.g. "0600". A bare YAML number (read as decimal) is refused. */
+export const octalMode = z.string({
+  error: (iss) =>
+    typeof iss.input === 'number'
+      ? `expected a quoted octal mode such as "0600"; a bare number (${iss.input}) is read by YAML as decimal — write it in quotes`
+      : 'expected a quoted octal mode such as "0600"',
+}).regex(/^0?[0-7]{3}$/, 'expected an octal mode such as "0600" (three octal digits, optional leading 0)');
+
+/** An absolute POSIX path. */
+export const absolutePath = z.string().regex(/^\/[^\0]*$/, 'expected an absolute path (starting with /)');
+
+/** A command as an argv list: `[docker, compose, restart, el, cl]`. Never a shell string. */
+export const argv = z.array(z.string().min(1), { error: 'expected a command as a list of words, e.g. [nodectl, restart, el, cl]' }).min(1);
+
+/** A host name usable in Vault policy and role names. */
+export const hostName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a host name of lowercase letters, digits and dashes');
+
+const chainId = z.string({
+  error: (iss) =>
+    typeof iss.input === 'number' ? `expected the chain id as a quoted string, e.g. "${iss.input}"` : 'expected the chain id as a quoted string, e.g. "473374"',
+}).regex(/^[0-9]{1,20}$/, 'expected a numeric chain id such as "473374" (testnet) or "47337" (mainnet)');
+
+const seconds = (min: number, max: number) => z.number().int().min(min).max(max);
+
+const sshFingerprint = z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected a host key fingerprint as ssh-keygen -lf prints it: SHA256:<43 base64 characters>');
+
+/** Vault / OpenBao settings. Env (`BAO_*`, then `VAULT_*`) overrides `address` the way the CLIs do. */
+export const vaultSchema = z.strictObject({
+  address: z.url().optional(),
+  /** Address of Vault as the hosts' agents reach it (default: `address`). */
+  agent_address: z.url().optional(),
+  namespace: z.string().optional(),
+  ca_cert: z.string().optional(),
+  kv_mount: z.string().regex(/^[A-Za-z0-9_-]+$/).default('secret'),
+  approle_mount: z.string().regex(/^[A-Za-z0-9_-]+$/).default('approle'),
+  /** daemon: periodic tokens, the agent keeps running; oneshot: exit_after_auth, no token stays on the host. */
+  agent_mode: z.enum(['daemon', 'oneshot']).default('daemon'),
+  /** Response-wrapping TTL of each delivered secret_id, seconds (ARCHITECTURE.md: 100–300). */
+  wrap_ttl_seconds: seconds(100, 300).default(120),
+  secret_id_ttl_seconds: seconds(60, 86400).default(600),
+  token_period_seconds: seconds(300, 31 * 86400).default(3600),
+  /** Vault Agent binary on the hosts (`vault` or `bao`). */
+  agent_binary: z.string().default('vault'),
+});
+
+export const sshSchema = z.strictObject({
+  user: z.string().optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  identity_file: z.string().optional(),
+  known_hosts: z.string().optional(),
+  /** ssh_config file to honour (default ~/.ssh/config; `none` to ignore). */
+  config: z.string().optional(),
+  proxy_jump: z.string().optional(),
+  connect_timeout_seconds: seconds(1, 600).default(10),
+  use_agent: z.boolean().default(true),
+});
+
+const jwtFileSchema = z.strictObject({
+  owner: z.string().optional(),
+  group: z.string().optional(),
+  mode: octalMode.optional(),
+});
+
+const agentCmdSchema = z.strictObject({
+  start: argv.optional(),
+  stop: argv.optional(),
+});
+
+/** Settings a node may override (also the `defaults:` block). */
+const nodeOverrides = {
+  deploy_dir: absolutePath.optional(),
+  env_file: absolutePath.optional(),
+  restart: argv.optional(),
+  agent: agentCmdSchema.optional(),
+  jwt: jwtFileSchema.optional(),
+};
+
+const connOverrides = {
+  address: z.string().min(1).optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().optional(),
+  identity_file: z.string().optional(),
+  host_key: sshFingerprint.optional(),
+  proxy_jump: z.string().optional(),
+};
+
+export const nodeSchema = z.strictObject({
+  role: z.enum(['validator', 'rpc'], { error: 'expected role: validator or rpc' }),
+  ...connOverrides,
+  ...nodeOverrides,
+});
+
+export const cosignerSchema = z.strictObject({
+  ...connOverrides,
+  shard_id: z.number().int().min(1).max(255),
+  key_dir: absolutePath,
+  home: absolutePath.optional(),
+  p2p_port: z.number().int().min(1).max(65535).optional(),
+  start: argv.optional(),
+});
+
+export const kmsSchema = z.strictObject({
+  key_id: z.string().min(1),
+  region: z.string().optional(),
+  endpoint_url: z.url().optional(),
+  decrypt: z.enum(['host', 'operator']).default('host'),
+  per_node: z.boolean().default(false),
+  blob_dir: absolutePath.default('/opt/krypton/secrets'),
+});
+
+export const inventorySchema = z.strictObject({
+  network: chainId,
+  backend: z.enum(['vault', 'kms', 'secrets-manager']).default('vault'),
+  vault: vaultSchema.prefault({}),
+  kms: kmsSchema.optional(),
+  ssh: sshSchema.prefault({}),
+  defaults: z.strictObject(nodeOverrides).prefault({}),
+  nodes: z.record(hostName, nodeSchema).default({}),
+  cosigners: z.record(hostName, cosignerSchema).optional(),
+});
+
+export type InventoryFile = z.infer<typeof inventorySchema>;

@@ -1,0 +1,38 @@
+import { act } from '../core/action.ts';
+import { defineTask, change, noChange, refuse } from '../core/task.ts';
+import { sha256Hex } from '../core/secret.ts';
+import { fileAt } from '../facts/file.ts';
+import { mountAt } from '../facts/mount.ts';
+import { SECRETS_DIR } from '../inventory/model.ts';
+import { AGENT_FILES, renderAgentConfig, renderJwtTemplate } from '../render/vault-agent.ts';
+import { asNode, noParams } from './common.ts';
+
+/**
+ * agent.render-config — write the node's `vault-agent.hcl` and `jwt.ctmpl` into the secrets tmpfs (0600,
+ * atomic SFTP writes). Compares SHA-256 of the live files with the rendered text and writes only what
+ * differs. Refuses when the secrets dir is not a tmpfs (nothing is written to persistent disk).
+ */
+export const agentRenderConfig = defineTask({
+  id: 'agent.render-config',
+  summary: 'render the Vault Agent config and JWT template',
+  appliesTo: 'node',
+  backends: ['vault'],
+  params: noParams,
+  facts: () => ({
+    mount: mountAt(SECRETS_DIR),
+    config: fileAt(AGENT_FILES.config, { digest: true }),
+    template: fileAt(AGENT_FILES.template, { digest: true }),
+  }),
+  plan(_p, { mount, config, template }, { inventory, host }) {
+    if (mount?.fsType !== 'tmpfs') return refuse('E_PLAN_CONFLICT', `${SECRETS_DIR} is not a tmpfs mount`, 'run mount.tmpfs first');
+    const node = asNode(host);
+    const want = [
+      { path: AGENT_FILES.config, text: renderAgentConfig(inventory, node), live: config },
+      { path: AGENT_FILES.template, text: renderJwtTemplate(inventory), live: template },
+    ];
+    const actions = want
+      .filter((w) => w.live.sha256 !== sha256Hex(w.text) || w.live.mode !== '0600')
+      .map((w) => act.put(w.path, w.text, '0600', `${w.live.exists ? 'update' : 'write'} ${w.path}`));
+    return actions.length ? change(...actions) : noChange('vault-agent.hcl and jwt.ctmpl are current');
+  },
+});

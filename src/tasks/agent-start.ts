@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { act } from '../core/action.ts';
+import { defineTask, change, noChange, refuse } from '../core/task.ts';
+import { agentState } from '../facts/agent.ts';
+import { expectedEngineJwt } from '../facts/inputs.ts';
+import { AGENT_FILES } from '../render/vault-agent.ts';
+import { agentRestartReason, asNode } from './common.ts';
+
+/**
+ * agent.start — (re)start the node's Vault Agent with the host's configured command and wait until
+ * `jwt.hex` exists with the node's JWT mode, is exactly 64 lowercase hex, and its SHA-256 equals the
+ * fingerprint of the backend's value (daemon mode: also a running agent holding a token). Does nothing
+ * when that already holds. Refuses when the backend has no JWT yet.
+ */
+export const agentStart = defineTask({
+  id: 'agent.start',
+  summary: 'start the Vault Agent and wait for jwt.hex',
+  appliesTo: 'node',
+  backends: ['vault'],
+  params: z.strictObject({ timeout_seconds: z.number().int().min(1).max(600).default(30) }).prefault({}),
+  facts: () => ({ agent: agentState(), jwt: expectedEngineJwt() }),
+  plan(_p, { agent, jwt }, { inventory, host }) {
+    const node = asNode(host);
+    if (!jwt) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
+    const why = agentRestartReason(inventory.vault.agentMode, agent, jwt);
+    const jwtGood = agent.jwt.exists && agent.jwt.isHex64 && agent.jwt.mode === node.jwt.mode && agent.jwt.sha256 === jwt.secret.fingerprint();
+    if (!why && jwtGood) {
+      return noChange(`jwt.hex matches ${jwt.source} v${jwt.version} (${jwt.secret.shortFingerprint()}), mode ${node.jwt.mode}`);
+    }
+    if (!why) {
+      return refuse('E_PLAN_CONFLICT', `${AGENT_FILES.jwt} matches the backend but has mode ${agent.jwt.mode} or is not 64 lowercase hex`, 'check the template perms in vault-agent.hcl');
+    }
+    return change(
+      ...(agent.running ? [act.exec(node.agent.stop, `stop the agent (pid ${agent.pid})`)] : []),
+      act.exec(node.agent.start, `start the agent: ${why}`),
+    );
+  },
+  settle: { intervalMs: 250, timeoutMs: 30_000 },
+  triggersRestart: true,
+});

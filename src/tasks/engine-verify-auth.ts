@@ -1,0 +1,25 @@
+import { defineTask, noChange, refuse } from '../core/task.ts';
+import { engineProbe } from '../facts/inputs.ts';
+import { noParams } from './common.ts';
+
+/**
+ * engine.verify-auth — prove the node's Engine API (authrpc 127.0.0.1:8551, reached through an SSH tunnel)
+ * accepts an HS256 token minted now with the backend's JWT held in memory. A check: it never changes
+ * anything. HTTP 401/403 or a JSON-RPC auth error fails the host with E_ENGINE_AUTH; no answer, with
+ * E_ENGINE_UNREACHABLE.
+ */
+export const engineVerifyAuth = defineTask({
+  id: 'engine.verify-auth',
+  summary: 'verify the Engine API accepts the JWT',
+  appliesTo: 'node',
+  params: noParams,
+  facts: () => ({ probe: engineProbe() }),
+  plan(_p, { probe }) {
+    if (!probe) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
+    if (probe.outcome === 'accepted') return noChange(`Engine API accepted a token signed with the current JWT (${probe.detail})`);
+    if (probe.outcome === 'rejected') {
+      return refuse('E_ENGINE_AUTH', `the Engine API rejected a token signed with the backend's JWT: ${probe.detail}`, 'el and cl may run on another JWT: re-run apply, or check JWT_PATH in the compose env file');
+    }
+    return refuse('E_ENGINE_UNREACHABLE', `the Engine API on 127.0.0.1:8551 did not answer: ${probe.detail}`, 'check that el is running (nodectl status / docker compose ps)');
+  },
+});

@@ -1,0 +1,27 @@
+import type { AnyTask } from '../core/task.ts';
+import { agentRenderConfig } from './agent-render-config.ts';
+import { agentStart } from './agent-start.ts';
+import { engineVerifyAuth } from './engine-verify-auth.ts';
+import { mountTmpfs } from './mount-tmpfs.ts';
+import { nodeRestartLockstep } from './node-restart-lockstep.ts';
+import { nodeSetJwtPath } from './node-set-jwt-path.ts';
+import { vaultDeliverSecretId } from './vault-deliver-secret-id.ts';
+import { vaultNodeApprole } from './vault-node-approle.ts';
+import { vaultNodePolicy } from './vault-node-policy.ts';
+import { vaultSeedEngineJwt } from './vault-seed-engine-jwt.ts';
+
+/** Every task a playbook may name, by id. */
+export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
+  [
+    vaultSeedEngineJwt,
+    vaultNodePolicy,
+    vaultNodeApprole,
+    mountTmpfs,
+    agentRenderConfig,
+    vaultDeliverSecretId,
+    agentStart,
+    nodeSetJwtPath,
+    nodeRestartLockstep,
+    engineVerifyAuth,
+  ].map((t) => [t.id, t as AnyTask]),
+);

@@ -1,0 +1,76 @@
+/**
+ * Renders the files `up` leaves in the sandbox dir for the tool, tests and the operator:
+ * inventory.yml, env, known_hosts, hosts.json. Pure functions of the SandboxInfo-to-be.
+ */
+import { DEPLOY_DIR, ENV_FILE, NETWORK_ID, VAULT_ADDRESS } from './layout.ts';
+import type { Backend, SandboxHost } from './state.ts';
+
+export interface RenderInput {
+  backend: Backend;
+  identityFile: string;
+  knownHosts: string;
+  hosts: SandboxHost[];
+}
+
+/** inventory.yml for krypton-secrets (no secrets in it). */
+export function renderInventory(o: RenderInput): string {
+  const lines = [
+    '# krypton-secrets sandbox inventory (generated; no secrets in here)',
+    `network: "${NETWORK_ID}"`,
+    `backend: ${o.backend}`,
+    'vault:',
+    `  address: ${VAULT_ADDRESS}`,
+    'ssh:',
+    '  user: root',
+    `  identity_file: ${o.identityFile}`,
+    `  known_hosts: ${o.knownHosts}`,
+    'defaults:',
+    `  deploy_dir: ${DEPLOY_DIR}`,
+    `  env_file: ${ENV_FILE}`,
+    '  restart: [nodectl, restart, el, cl]',
+    '  agent:',
+    '    start: [agentctl, start]',
+    '    stop: [agentctl, stop]',
+    'nodes:',
+  ];
+  for (const h of o.hosts.filter((h) => h.kind === 'node')) lines.push(`  ${h.name}:`, `    role: ${h.role}`, `    address: ${h.address}`);
+  const cosigners = o.hosts.filter((h) => h.kind === 'cosigner');
+  if (cosigners.length) {
+    lines.push('cosigners:');
+    for (const h of cosigners) lines.push(`  ${h.name}:`, `    address: ${h.address}`, `    shard_id: ${h.shardId}`, `    key_dir: ${h.keyDir}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** hosts.json: {"<name>": {host, port, user, kind[, shard_id, key_dir]}}. */
+export function renderHostsJson(hosts: SandboxHost[]): string {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const h of hosts) {
+    out[h.name] = { host: h.address, port: h.port, user: h.user, kind: h.kind, ...(h.kind === 'cosigner' ? { shard_id: h.shardId, key_dir: h.keyDir } : {}) };
+  }
+  return JSON.stringify(out, null, 2) + '\n';
+}
+
+/** known_hosts: `<address> ssh-ed25519 AAAA…` per host (from each host key's .pub, comment dropped). */
+export function renderKnownHosts(entries: { address: string; publicKeyLine: string }[]): string {
+  return entries.map((e) => `${e.address} ${e.publicKeyLine.trim().split(/\s+/).slice(0, 2).join(' ')}`).join('\n') + '\n';
+}
+
+/** The exported variables of <dir>/env; PATH is "<bao dir>:<venv bin>:$PATH" (the real bao first). */
+export function sandboxEnv(token: string, baoDir: string, venvBin: string): { vars: Record<string, string>; pathPrefix: string } {
+  return {
+    vars: { VAULT_ADDR: VAULT_ADDRESS, VAULT_TOKEN: token, BAO_ADDR: VAULT_ADDRESS, BAO_TOKEN: token },
+    pathPrefix: `${baoDir}:${venvBin}`,
+  };
+}
+
+/** <dir>/env as shell `export` lines, for `source .sandbox/env`. */
+export function renderEnvFile(vars: Record<string, string>, pathPrefix: string): string {
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  return [
+    '# krypton-secrets sandbox environment (generated): source .sandbox/env',
+    ...Object.entries(vars).map(([k, v]) => `export ${k}=${q(v)}`),
+    `export PATH=${q(pathPrefix)}:"$PATH"`,
+    '',
+  ].join('\n');
+}
