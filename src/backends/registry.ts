@@ -1,5 +1,5 @@
 import { KryptonError } from '../core/errors.ts';
-import { isEngineJwtHex, type Secret } from '../core/secret.ts';
+import { isEngineJwtHex, mintEngineJwtHex, shortFingerprint, type Secret } from '../core/secret.ts';
 import type { Inventory } from '../inventory/model.ts';
 import { engineJwtKvPath } from '../render/vault-agent.ts';
 import type { VaultBackend } from './backend.ts';
@@ -14,11 +14,28 @@ export interface EngineJwtValue {
   source: string;
 }
 
+/** One live version of the Engine-API JWT: its number and full SHA-256 fingerprint (never the value). */
+export interface EngineJwtVersion {
+  version: number;
+  fingerprint: string;
+}
+
 /** The backends a run may use, created lazily from the inventory and the environment. */
 export interface Backends {
   vault(): VaultBackend;
-  /** The current Engine-API JWT; undefined when it was never seeded. Throws E_VAULT… on backend errors. */
-  engineJwt(): Promise<EngineJwtValue | undefined>;
+  /**
+   * The current Engine-API JWT that `node` uses (the network's, or the node's own with `jwt_per_node`);
+   * undefined when it was never seeded. Throws E_VAULT…/E_KMS… on backend errors, E_INPUT on a bad value.
+   */
+  engineJwt(node?: string): Promise<EngineJwtValue | undefined>;
+  /** Live versions, newest first, with fingerprints (for reports: which node holds which version). */
+  engineJwtVersions(node?: string): Promise<EngineJwtVersion[]>;
+  /** Writes a fresh value (32 CSPRNG bytes, hex) as a new version; check-and-set against `expectVersion`. */
+  rotateEngineJwt(node: string | undefined, expectVersion: number): Promise<{ version: number }>;
+  /** Writes the value of an older `version` as a new version (rollback); returns the new version. */
+  restoreEngineJwt(node: string | undefined, version: number): Promise<{ version: number; restoredFrom: number }>;
+  /** The scope a JWT is shared by: `*` for the network's, the node's name with `jwt_per_node`. */
+  jwtScope(node?: string): string;
 }
 
 /**
@@ -33,23 +50,63 @@ export function createBackends(inv: Inventory, env: NodeJS.ProcessEnv = process.
     );
     return vault;
   };
+  const notVault = (): never => {
+    throw new KryptonError('E_INPUT', `backend ${inv.backend} does not support this operation yet`, { hint: 'use backend: vault' });
+  };
+  const mount = inv.vault.kvMount;
+  const readVersion = async (node: string | undefined, version?: number): Promise<EngineJwtValue | undefined> => {
+    const path = engineJwtKvPath(inv, node);
+    const kv = await getVault().kvRead(mount, path, version);
+    if (!kv) return undefined;
+    const hex = kv.data['hex'];
+    const source = `${mount}/${path}`;
+    if (!hex || !isEngineJwtHex(hex)) {
+      throw new KryptonError('E_INPUT', `${source} version ${kv.version} has no field hex holding 64 lowercase hex characters`, {
+        hint: 'write a valid value (krypton-secrets apply playbooks/rotate-jwt.yml) or fix the field name to "hex"',
+      });
+    }
+    return { secret: hex, version: kv.version, source };
+  };
   return {
     vault: getVault,
-    async engineJwt() {
-      if (inv.backend !== 'vault') {
-        throw new KryptonError('E_INPUT', `backend ${inv.backend} is not available in this build`, { hint: 'use backend: vault' });
+    jwtScope: (node) => (inv.vault.jwtPerNode && node ? node : '*'),
+    async engineJwt(node) {
+      if (inv.backend !== 'vault') return notVault();
+      return readVersion(node);
+    },
+    async engineJwtVersions(node) {
+      if (inv.backend !== 'vault') return notVault();
+      const meta = await getVault().kvMetadata(mount, engineJwtKvPath(inv, node));
+      if (!meta) return [];
+      const out: EngineJwtVersion[] = [];
+      for (let v = meta.currentVersion; v >= 1 && out.length < 10; v--) {
+        const st = meta.versions[String(v)];
+        if (!st || st.deleted || st.destroyed) continue;
+        const val = await readVersion(node, v).catch(() => undefined);
+        if (val) out.push({ version: v, fingerprint: val.secret.fingerprint() });
       }
-      const path = engineJwtKvPath(inv.network);
-      const kv = await getVault().kvRead(inv.vault.kvMount, path);
-      if (!kv) return undefined;
-      const hex = kv.data['hex'];
-      const source = `${inv.vault.kvMount}/${path}`;
-      if (!hex || !isEngineJwtHex(hex)) {
-        throw new KryptonError('E_INPUT', `${source} version ${kv.version} has no field hex holding 64 lowercase hex characters`, {
-          hint: `write a valid value (krypton-secrets apply playbooks/rotate-jwt.yml) or fix the field name to "hex"`,
+      return out;
+    },
+    async rotateEngineJwt(node, expectVersion) {
+      if (inv.backend !== 'vault') return notVault();
+      return getVault().kvWrite(mount, engineJwtKvPath(inv, node), { hex: mintEngineJwtHex() }, { cas: expectVersion });
+    },
+    async restoreEngineJwt(node, version) {
+      if (inv.backend !== 'vault') return notVault();
+      const old = await readVersion(node, version);
+      const cur = await getVault().kvMetadata(mount, engineJwtKvPath(inv, node));
+      if (!old || !cur) {
+        throw new KryptonError('E_INPUT', `${mount}/${engineJwtKvPath(inv, node)} has no live version ${version} to roll back to`, {
+          hint: 'list versions with `bao kv metadata get` and pick one that is not deleted or destroyed',
         });
       }
-      return { secret: hex, version: kv.version, source };
+      const w = await getVault().kvWrite(mount, engineJwtKvPath(inv, node), { hex: old.secret }, { cas: cur.currentVersion });
+      return { version: w.version, restoredFrom: version };
     },
   };
+}
+
+/** `v3 (sha256:ab12cd34ef56)` for reports. */
+export function describeVersion(v: EngineJwtVersion): string {
+  return `v${v.version} (${shortFingerprint(v.fingerprint)})`;
 }

@@ -11,12 +11,16 @@ import { makeConnector } from './connect.ts';
 import { eventToJson, formatFailure, plainRenderer } from './render-events.ts';
 import { listrRenderer } from './listr-renderer.ts';
 import { renderCommand } from './render-command.ts';
+import { verifyCommand } from './verify-command.ts';
+import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
+import type { Backends } from '../backends/registry.ts';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
 
 interface RunFlags {
   inventory: string;
+  resume?: boolean;
   limit?: string[];
   concurrency: number;
   json?: boolean;
@@ -44,29 +48,42 @@ function runFlags(cmd: Command): Command {
     .option('--debug', 'print stack traces of internal errors');
 }
 
-async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags): Promise<number> {
+/** Picks the renderer: `--json` lines, listr2 in a terminal, plain lines otherwise. */
+function renderer(json: boolean | undefined, hosts: string[]): { sink: (e: RunEvent) => void; done: () => Promise<void> } {
+  if (json) return { sink: (e) => out(eventToJson(e)), done: async () => {} };
+  if (process.stdout.isTTY && !process.env['CI']) return listrRenderer(hosts, out);
+  return { sink: plainRenderer(out), done: async () => {} };
+}
+
+async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags, before?: (backends: Backends) => Promise<void>): Promise<number> {
   const inventory = await loadInventory(flags.inventory);
   const playbook = await loadPlaybook(playbookFile);
   const limit = checkLimit(inventory, flags.limit);
   const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
   const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false });
-  let sink: (e: RunEvent) => void;
-  let done = async (): Promise<void> => {};
-  if (flags.json) sink = (e) => out(eventToJson(e));
-  else if (process.stdout.isTTY && !process.env['CI']) ({ sink, done } = listrRenderer(hosts, out));
-  else sink = plainRenderer(out);
+  const backends = createBackends(inventory);
+  const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
+  const { sink, done } = renderer(flags.json, hosts);
   try {
+    await before?.(backends);
     const summary = await runPlaybook({
       inventory,
       playbook,
       mode,
       limit: flags.limit,
       concurrency: flags.concurrency,
+      resume: flags.resume,
       sink,
-      backends: createBackends(inventory),
+      backends,
       connect: (h) => connector.get(h),
+      report: rotates ? async (hs) => ({ jwt_versions: await jwtVersionReport(hs, (h) => connector.get(h), backends) }) : undefined,
     });
     await done();
+    if (!flags.json && summary.notes?.['jwt_versions']) {
+      for (const [h, v] of Object.entries(summary.notes['jwt_versions'] as JwtVersionReport)) {
+        out(`  ${h}: holds ${v.version === null ? 'no current version' : `v${v.version}`}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
+      }
+    }
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
   } finally {
     await connector.closeAll();
@@ -88,13 +105,50 @@ export async function main(argv: string[]): Promise<number> {
       code = await run('plan', pb, f);
     },
   );
-  runFlags(program.command('apply').argument('<playbook>', 'playbook YAML').description('converge the hosts to the playbook')).action(
-    async (pb: string, f: RunFlags) => {
+  runFlags(program.command('apply').argument('<playbook>', 'playbook YAML').description('converge the hosts to the playbook'))
+    .option('--resume', 'continue a halted rotation: write no new JWT version, move the remaining nodes to the current one')
+    .action(async (pb: string, f: RunFlags) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
       code = await run('apply', pb, f);
-    },
-  );
+    });
+  runFlags(program.command('rollback-jwt').description('write the previous Engine-API JWT version back as the current one, then move the nodes to it (rotate-jwt waves)'))
+    .option('--to-version <n>', 'roll back to this version instead of the one before the current', positiveInt)
+    .option('-p, --playbook <file>', 'the rotation playbook whose waves move the nodes', 'playbooks/rotate-jwt.yml')
+    .action(async (f: RunFlags & { toVersion?: number; playbook: string }) => {
+      jsonErrors = !!f.json;
+      debug = !!f.debug;
+      code = await run('apply', f.playbook, { ...f, resume: true }, async (backends) => {
+        const scopes = new Set<string | undefined>();
+        const inv = await loadInventory(f.inventory);
+        for (const n of inv.nodes.filter((n) => !f.limit || f.limit.includes(n.name))) scopes.add(inv.vault.jwtPerNode ? n.name : undefined);
+        for (const node of scopes) {
+          const versions = await backends.engineJwtVersions(node);
+          const target = f.toVersion ?? versions[1]?.version;
+          if (target === undefined || !versions.some((v) => v.version === target)) {
+            throw new KryptonError('E_INPUT', `no live version ${target ?? '(previous)'} of the Engine-API JWT${node ? ` of ${node}` : ''} to roll back to (live: ${versions.map((v) => `v${v.version}`).join(', ') || 'none'})`, {
+              hint: 'pass --to-version with a live version',
+            });
+          }
+          const r = await backends.restoreEngineJwt(node, target);
+          if (!f.json) out(`rolled back${node ? ` ${node}` : ''}: v${r.restoredFrom}'s value is now v${r.version}`);
+          else out(JSON.stringify({ type: 'rollback', node: node ?? null, restoredFrom: r.restoredFrom, version: r.version }));
+        }
+      });
+    });
+  program
+    .command('verify')
+    .description('read-only audit: one row per host and check; exits non-zero when any check fails')
+    .requiredOption('-i, --inventory <file>', 'inventory YAML')
+    .option('-l, --limit <hosts>', 'only these hosts (comma-separated inventory names)', hostList)
+    .addOption(new Option('-f, --concurrency <n>', 'hosts audited at once').argParser(positiveInt).default(16))
+    .option('--json', 'one JSON object per row; the last is the summary')
+    .option('--debug', 'print stack traces of internal errors')
+    .action(async (f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean; debug?: boolean }) => {
+      jsonErrors = !!f.json;
+      debug = !!f.debug;
+      code = await verifyCommand(f, out);
+    });
   program
     .command('render')
     .description('write each node’s vault-agent.hcl, jwt.ctmpl, policy and AppRole settings to a directory for review; touches no host and no backend')

@@ -19,8 +19,8 @@ export async function renderCommand(f: { inventory: string; out: string; limit?:
     const role = nodeRoleName(inv.network, node.name);
     const files: [string, string][] = [
       ['vault-agent.hcl', renderAgentConfig(inv, node)],
-      ['jwt.ctmpl', renderJwtTemplate(inv)],
-      ['policy.hcl', renderNodePolicy(inv)],
+      ['jwt.ctmpl', renderJwtTemplate(inv, node.name)],
+      ['policy.hcl', renderNodePolicy(inv, node.name)],
       ['approle.json', `${JSON.stringify({ role, mount: `auth/${inv.vault.approleMount}`, settings: desiredRole(inv, role) }, null, 2)}\n`],
     ];
     for (const [name, text] of files) await writeFile(join(dir, name), text, { mode: 0o644 });

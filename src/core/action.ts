@@ -12,7 +12,21 @@ export type Action =
   | RemoveAction
   | VaultWriteAction
   | VaultSeedAction
-  | DeliverSecretIdAction;
+  | DeliverSecretIdAction
+  | RotateJwtAction;
+
+/**
+ * Write a fresh Engine-API JWT as a new backend version (new KV v2 version, KMS blob or Secrets Manager
+ * version), check-and-set against `expectVersion` so a concurrent rotation is refused, and record it in the
+ * run so later waves do not rotate again.
+ */
+export interface RotateJwtAction {
+  kind: 'jwt.rotate';
+  /** The node whose JWT it is, with `jwt_per_node`; undefined for the network's. */
+  node?: string;
+  expectVersion: number;
+  description: string;
+}
 
 /** Run `argv` on the host (no shell unless argv[0] is one), optionally with `stdin`, in `cwd`. Non-zero exit fails. */
 export interface ExecAction {

@@ -32,6 +32,8 @@ export interface GatherEnv {
   backends: Backends;
   /** Values gathered by earlier laptop facts in this run (memoised per key, e.g. the JWT read from Vault). */
   memo<T>(key: string, get: () => Promise<T>): Promise<T>;
+  /** What earlier steps of this run did that later plans must know (e.g. `rotated:<scope>` -> new version). */
+  runState: ReadonlyMap<string, unknown>;
 }
 
 export type FactValues<F> = { [K in keyof F]: F[K] extends FactSpec<infer T> ? T : never };
@@ -42,6 +44,8 @@ export interface PlanContext {
   inventory: Inventory;
   /** True when an earlier step of this play that `triggersRestart` changed this host (a handler-like trigger). */
   restartPending: boolean;
+  /** `--resume`: continue a halted rotation (write no new backend version). */
+  resume: boolean;
 }
 
 /** A plan: actions to apply, nothing to do (always with a reason), or a refusal with a code and a hint. */

@@ -10,7 +10,7 @@ import { commandLine, type Transport } from '../transport/transport.ts';
  * dropped). Throws KryptonError: E_SSH_EXEC for a non-zero exit (with the command and a scrubbed stderr
  * tail, never stdin), E_VAULT_WRAP when a wrapping token was not created where it should have been.
  */
-export async function applyAction(a: Action, transport: Transport, backends: Backends): Promise<boolean> {
+export async function applyAction(a: Action, transport: Transport, backends: Backends, runState: Map<string, unknown> = new Map()): Promise<boolean> {
   switch (a.kind) {
     case 'exec': {
       const res = await transport.exec(a.argv, { stdin: a.stdin, cwd: a.cwd });
@@ -39,6 +39,11 @@ export async function applyAction(a: Action, transport: Transport, backends: Bac
     case 'vault.seed-engine-jwt':
       await backends.vault().kvWrite(a.mount, a.path, { [a.field]: mintEngineJwtHex() }, { cas: a.cas });
       return true;
+    case 'jwt.rotate': {
+      const w = await backends.rotateEngineJwt(a.node, a.expectVersion);
+      runState.set(`rotated:${backends.jwtScope(a.node)}`, w.version);
+      return true;
+    }
     case 'vault.deliver-secret-id': {
       const vault = backends.vault();
       const want = `auth/${a.approleMount}/role/${a.role}/secret-id`;

@@ -24,8 +24,10 @@ export interface RunOptions {
   backends: Backends;
   /** Opens (or reuses) the host's one connection. Host keys are verified before it resolves. */
   connect(host: Host): Promise<Transport>;
-  /** Scales every settle timeout (tests). */
-  now?: () => number;
+  /** `--resume`: continue a halted rotation without writing a new backend version. */
+  resume?: boolean;
+  /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
+  report?: (hosts: Host[]) => Promise<Record<string, unknown>>;
 }
 
 interface HostState {
@@ -46,6 +48,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const states = new Map<string, HostState>();
   const hostSlots = new Semaphore(o.concurrency ?? 16);
   const memo = new Map<string, Promise<unknown>>();
+  const runState = new Map<string, unknown>();
   const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
   for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
   o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
@@ -70,12 +73,19 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
         continue;
       }
       o.sink({ type: 'wave-start', play: play.name, wave: w + 1, hosts: wave.map((h) => h.name) });
-      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo))));
+      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState))));
       if (wave.some((h) => states.get(h.name)?.status === 'failed') && w < waves.length - 1) halted = true;
     }
   }
 
   const summary = summarise(states);
+  if (o.report) {
+    try {
+      summary.notes = await o.report(allHosts);
+    } catch (err) {
+      o.sink({ type: 'warning', message: `could not gather the report: ${toKryptonError(err).message}` });
+    }
+  }
   o.sink({ type: 'summary', summary });
   return summary;
 }
@@ -88,6 +98,7 @@ async function runHostPlay(
   budgets: { validator: Semaphore; rpc: Semaphore },
   onceLocks: Map<number, Semaphore>,
   memo: Map<string, Promise<unknown>>,
+  runState: Map<string, unknown>,
 ): Promise<void> {
   let transport: Transport;
   try {
@@ -101,6 +112,7 @@ async function runHostPlay(
     inventory: o.inventory,
     transport,
     backends: o.backends,
+    runState,
     memo<T>(key: string, get: () => Promise<T>): Promise<T> {
       let p = memo.get(key) as Promise<T> | undefined;
       if (!p) {
@@ -123,7 +135,7 @@ async function runHostPlay(
       const release = lock ? await lock.acquire() : undefined;
       let result: { plan: Plan; applied: boolean };
       try {
-        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending }, budgets);
+        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false }, budgets, runState);
       } finally {
         release?.();
       }
@@ -153,6 +165,7 @@ async function runStep(
   memo: Map<string, Promise<unknown>>,
   ctx: PlanContext,
   budgets: { validator: Semaphore; rpc: Semaphore },
+  runState: Map<string, unknown>,
 ): Promise<{ plan: Plan; applied: boolean }> {
   const task = step.task;
   const plan = async (c: PlanContext): Promise<Plan> => {
@@ -167,7 +180,7 @@ async function runStep(
   const release = budget ? await budget.acquire() : undefined;
   try {
     for (const action of first.actions) {
-      const wroteBackend = await applyAction(action, env.transport, o.backends);
+      const wroteBackend = await applyAction(action, env.transport, o.backends, runState);
       if (wroteBackend) memo.clear();
     }
     if (task.settle) {

@@ -80,6 +80,7 @@ function toModel(file: string, raw: InventoryFile): Inventory {
         group: n.jwt?.group ?? d.jwt?.group,
         mode: normaliseMode(n.jwt?.mode ?? d.jwt?.mode ?? NODE_DEFAULTS.jwtMode),
       },
+      legacyJwtPath: n.legacy_jwt_path ?? d.legacy_jwt_path ?? `${deployDir}/jwt.hex`,
     };
   });
   const cosigners: CosignerHost[] = Object.entries(raw.cosigners ?? {}).map(([name, c]) => ({
@@ -116,6 +117,7 @@ function toModel(file: string, raw: InventoryFile): Inventory {
       secretIdTtlSeconds: v.secret_id_ttl_seconds,
       tokenPeriodSeconds: v.token_period_seconds,
       agentBinary: v.agent_binary,
+      jwtPerNode: v.jwt_per_node,
     },
     kms: raw.kms && {
       keyId: raw.kms.key_id,

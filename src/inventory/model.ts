@@ -13,6 +13,8 @@ export interface NodeHost {
   agent: { start: string[]; stop: string[] };
   /** Engine-API JWT file settings; `mode` is an octal string ("0600"). */
   jwt: { owner?: string; group?: string; mode: string };
+  /** The old plaintext JWT file bootstrap.sh wrote (migration shreds it; verify scans it). */
+  legacyJwtPath: string;
 }
 
 export interface CosignerHost {
@@ -52,6 +54,8 @@ export interface VaultSettings {
   secretIdTtlSeconds: number;
   tokenPeriodSeconds: number;
   agentBinary: string;
+  /** One JWT per node (`krypton/<network>/nodes/<node>/engine-jwt`) instead of one per network. */
+  jwtPerNode: boolean;
 }
 
 export interface KmsSettings {

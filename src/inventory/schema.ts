@@ -41,6 +41,8 @@ export const vaultSchema = z.strictObject({
   wrap_ttl_seconds: seconds(100, 300).default(120),
   secret_id_ttl_seconds: seconds(60, 86400).default(600),
   token_period_seconds: seconds(300, 31 * 86400).default(3600),
+  /** One Engine-API JWT per node at `krypton/<network>/nodes/<node>/engine-jwt` (a leak exposes one node only). */
+  jwt_per_node: z.boolean().default(false),
   /** Vault Agent binary on the hosts (`vault` or `bao`). */
   agent_binary: z.string().default('vault'),
 });
@@ -75,6 +77,8 @@ const nodeOverrides = {
   restart: argv.optional(),
   agent: agentCmdSchema.optional(),
   jwt: jwtFileSchema.optional(),
+  /** Where bootstrap.sh left the plaintext JWT (default `<deploy_dir>/jwt.hex`); migration shreds it. */
+  legacy_jwt_path: absolutePath.optional(),
 };
 
 const connOverrides = {

@@ -1,4 +1,5 @@
 import { SECRETS_DIR, type Inventory, type NodeHost } from '../inventory/model.ts';
+import { engineJwtPath, nodeRoleName } from '../backends/vault-paths.ts';
 
 /** Paths of the files a node's Vault Agent uses, all on the tmpfs. */
 export const AGENT_FILES = {
@@ -11,22 +12,22 @@ export const AGENT_FILES = {
   jwt: `${SECRETS_DIR}/jwt.hex`,
 } as const;
 
-/** Name of the node's policy and AppRole role: `krypton-node-<network>-<node>`. */
-export function nodeRoleName(network: string, node: string): string {
-  return `krypton-node-${network}-${node}`;
-}
+export { nodeRoleName };
 
-/** KV v2 logical path (below the mount) of the network's Engine-API JWT. */
-export function engineJwtKvPath(network: string): string {
-  return `krypton/${network}/engine-jwt`;
+/**
+ * KV v2 logical path (below the mount) of the Engine-API JWT a node uses: the network's
+ * `krypton/<network>/engine-jwt`, or with `jwt_per_node` the node's own `krypton/<network>/nodes/<node>/engine-jwt`.
+ */
+export function engineJwtKvPath(inv: Inventory, node?: string): string {
+  return inv.vault.jwtPerNode && node ? `krypton/${inv.network}/nodes/${node}/engine-jwt` : engineJwtPath(inv.network);
 }
 
 /**
  * `jwt.ctmpl`: a consul-template template that renders the KV v2 field `hex` — and nothing else, no newline
  * (the JWT file must be exactly 64 hex characters).
  */
-export function renderJwtTemplate(inv: Inventory): string {
-  return `{{ with secret "${inv.vault.kvMount}/data/${engineJwtKvPath(inv.network)}" }}{{ .Data.data.hex }}{{ end }}`;
+export function renderJwtTemplate(inv: Inventory, node: string): string {
+  return `{{ with secret "${inv.vault.kvMount}/data/${engineJwtKvPath(inv, node)}" }}{{ .Data.data.hex }}{{ end }}`;
 }
 
 function hclString(s: string): string {
@@ -95,10 +96,10 @@ export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
  * The node's ACL policy: read on its network's engine-jwt KV v2 data path, nothing else (no list, no
  * metadata, no other node's or cosigner's paths).
  */
-export function renderNodePolicy(inv: Inventory): string {
+export function renderNodePolicy(inv: Inventory, node: string): string {
   return [
     `# krypton-secrets node policy (network ${inv.network}): read the Engine-API JWT, nothing else.`,
-    `path ${hclString(`${inv.vault.kvMount}/data/${engineJwtKvPath(inv.network)}`)} {`,
+    `path ${hclString(`${inv.vault.kvMount}/data/${engineJwtKvPath(inv, node)}`)} {`,
     '  capabilities = ["read"]',
     '}',
     '',

@@ -28,7 +28,7 @@ export const agentRenderConfig = defineTask({
     const node = asNode(host);
     const want = [
       { path: AGENT_FILES.config, text: renderAgentConfig(inventory, node), live: config },
-      { path: AGENT_FILES.template, text: renderJwtTemplate(inventory), live: template },
+      { path: AGENT_FILES.template, text: renderJwtTemplate(inventory, host.name), live: template },
     ];
     const actions = want
       .filter((w) => w.live.sha256 !== sha256Hex(w.text) || w.live.mode !== '0600')

@@ -9,6 +9,8 @@ import { vaultDeliverSecretId } from './vault-deliver-secret-id.ts';
 import { vaultNodeApprole } from './vault-node-approle.ts';
 import { vaultNodePolicy } from './vault-node-policy.ts';
 import { vaultSeedEngineJwt } from './vault-seed-engine-jwt.ts';
+import { jwtRotate } from './jwt-rotate.ts';
+import { nodeRemovePlaintextJwt } from './node-remove-plaintext-jwt.ts';
 
 /** Every task a playbook may name, by id. */
 export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
@@ -23,5 +25,7 @@ export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
     nodeSetJwtPath,
     nodeRestartLockstep,
     engineVerifyAuth,
+    jwtRotate,
+    nodeRemovePlaintextJwt,
   ].map((t) => [t.id, t as AnyTask]),
 );

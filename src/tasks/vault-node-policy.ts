@@ -18,7 +18,7 @@ export const vaultNodePolicy = defineTask({
   }),
   plan(_p, { policy }, { inventory, host }) {
     const name = nodeRoleName(inventory.network, host.name);
-    const want = renderNodePolicy(inventory);
+    const want = renderNodePolicy(inventory, host.name);
     if (policy !== undefined && policy.trim() === want.trim()) return noChange(`policy ${name} already grants read on the engine-jwt path only`);
     return change(act.vaultWrite(`sys/policies/acl/${name}`, { policy: want }, `${policy === undefined ? 'create' : 'update'} policy ${name}`));
   },

@@ -16,11 +16,11 @@ export const vaultSeedEngineJwt = defineTask({
   backends: ['vault'],
   once: true,
   params: noParams,
-  facts: () => ({
-    meta: laptopFact((env) => env.backends.vault().kvMetadata(env.inventory.vault.kvMount, engineJwtKvPath(env.inventory.network))),
+  facts: (_p, host, inv) => ({
+    meta: laptopFact((env) => env.backends.vault().kvMetadata(inv.vault.kvMount, engineJwtKvPath(inv, host.name))),
   }),
-  plan(_p, { meta }, { inventory }) {
-    const path = engineJwtKvPath(inventory.network);
+  plan(_p, { meta }, { inventory, host }) {
+    const path = engineJwtKvPath(inventory, host.name);
     const where = `${inventory.vault.kvMount}/${path}`;
     const current = meta?.versions[String(meta.currentVersion)];
     if (meta && current && !current.deleted && !current.destroyed) {

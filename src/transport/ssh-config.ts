@@ -185,7 +185,9 @@ export function lookupSshConfig(config: SSHConfig, host: string, opts: LookupOpt
   if (gkh) s.globalKnownHostsFiles = gkh.length === 1 && gkh[0]!.toLowerCase() === 'none' ? [] : gkh.map((v) => path(v, 'GlobalKnownHostsFile'));
   s.hostKeyAlias = alias;
   const ia = one('identityagent');
-  if (ia !== undefined) s.identityAgent = ia === 'none' || ia === 'SSH_AUTH_SOCK' ? ia : ia.startsWith('$') && !ia.startsWith('${') ? (env[ia.slice(1)] ?? 'none') : path(ia, 'IdentityAgent');
+  if (ia === 'none' || ia === 'SSH_AUTH_SOCK') s.identityAgent = ia;
+  else if (ia !== undefined && /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(ia)) s.identityAgent = env[ia.slice(1)] ?? 'none'; // `$VAR`: socket path in VAR
+  else if (ia !== undefined) s.identityAgent = path(ia, 'IdentityAgent');
   s.identitiesOnly = yesNo(one('identitiesonly'));
   s.hashKnownHosts = yesNo(one('hashknownhosts'));
   const ct = one('connecttimeout');

@@ -107,7 +107,20 @@ export interface ConnectOptions {
   home?: string;
 }
 
-/** An ssh2-backed {@link Transport}; `isOpen` turns false once the connection is gone. */
+/**
+ * An ssh2-backed {@link Transport}. Beyond the interface:
+ * - `exec`: `timeoutMs` (default 120 000) counts from when the channel is granted, not while queued for one;
+ *   on timeout the command gets SIGKILL (where sshd honours signal requests) and the channel is closed.
+ *   A connection lost mid-command rejects with E_SSH_EXEC (running and queued commands alike).
+ * - `put`: `path` must be absolute. Steps: open `<dir>/.<base>.krypton-<12 hex>.tmp` with flags `wx` and
+ *   `mode`; `fchmod` to exactly `mode` (the SFTP server's umask may have narrowed it); `fchown` if asked;
+ *   write; `fsync@openssh.com`; close; `posix-rename@openssh.com` over `path` (OpenSSH's PROTOCOL file,
+ *   "sftp: Extension request" sections; a plain SFTP rename fails when the target exists). Any failure unlinks the temp file. `owner`/`group` may be names, resolved once
+ *   per name per connection on the host with `id -u NAME` / `getent group NAME`, or numeric ids; only one
+ *   of them given keeps the other as created. A Secret's revealed copy is zeroed after the write.
+ * - `forward`: the returned stream holds one of the connection's channel slots until it closes.
+ * `isOpen` turns false once the connection is closed or lost; `target` is what it was opened with.
+ */
 export interface SshTransport extends Transport {
   readonly isOpen: boolean;
   readonly target: SshTarget;
@@ -169,7 +182,10 @@ const MAX_JUMP_DEPTH = 8;
  * ssh_config is looked up with `address ?? name` (what you would type after `ssh`), and its HostName maps
  * that alias to the address connected to, exactly as `ssh <address>` would. An inventory `knownHostsFile`
  * replaces ssh_config's and the global known_hosts files; hops inherit it and `acceptNew`.
- * StrictHostKeyChecking is ignored (always verified). ProxyCommand is refused (E_INVENTORY): use ProxyJump.
+ * StrictHostKeyChecking is ignored (always verified). ProxyJump hops are resolved the same way (each with
+ * its own ssh_config block); only the first hop may itself have a ProxyJump, as with `ssh -J a,b`.
+ * Throws KryptonError E_INVENTORY for a malformed `hostKey`, a ProxyCommand without ProxyJump (we never
+ * run commands), a ProxyJump loop (> 8 hops) or malformed ssh_config values.
  */
 export async function resolveTarget(input: SshTargetInput, opts: ResolveOptions = {}): Promise<SshTarget> {
   const loaded = opts.sshConfig ?? (await loadSshConfig(opts.configFile, { home: opts.home, env: opts.env }));
@@ -466,6 +482,7 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
   const hostKeyAlgos = [...preferred, ...DEFAULT_HOST_KEY_ALGOS.filter((a) => !preferred.includes(a))];
 
   let refusal: KryptonError | undefined;
+  let accepted: Buffer | undefined;
   const hostVerifier = (rawKey: Buffer, verify: (ok: boolean) => void): void => {
     const key = Buffer.from(rawKey);
     const type = blobKeyType(key) ?? 'unknown';
@@ -507,9 +524,14 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
           );
           return verify(false);
         }
-        appendKnownHost(khFile, lookupHost, target.port, type, key, { hash: target.hashKnownHosts === true }).then(
+        if (accepted?.equals(key)) return verify(true); // a re-key of this same connection
+        recordOnce(khFile, knownHostsName(lookupHost, target.port), key, () =>
+          appendKnownHost(khFile, lookupHost, target.port, type, key, { hash: target.hashKnownHosts === true }).then(() =>
+            opts.onHostKeyAccepted?.({ host: target.name, file: khFile, fingerprint: fp, keyType: type }),
+          ),
+        ).then(
           () => {
-            opts.onHostKeyAccepted?.({ host: target.name, file: khFile, fingerprint: fp, keyType: type });
+            accepted = key;
             verify(true);
           },
           (err: unknown) => {
@@ -544,7 +566,7 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
   return new Promise<SshClient>((resolve, reject) => {
     let phase: 'connect' | 'auth' | 'ready' = 'connect';
     let settled = false;
-    const authNotes: string[] = [];
+    const agentNotes: string[] = [];
     const fail = (err: KryptonError) => {
       if (settled) return;
       settled = true;
@@ -567,7 +589,7 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
       if (refusal) return fail(refusal);
       const level = err.level ?? '';
       if (level === 'agent' || (level === 'client-authentication' && !/All configured authentication methods failed/.test(err.message))) {
-        authNotes.push(err.message);
+        if (level === 'agent') agentNotes.push(err.message);
         return; // ssh2 goes on with the next method
       }
       if (level === 'client-authentication' || (phase === 'auth' && /authentication/i.test(err.message))) {
@@ -575,9 +597,11 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
         return fail(
           new KryptonError('E_SSH_AUTH', `authentication as ${target.user}@${target.name} (${target.address}:${target.port}) failed (tried ${tried || 'nothing'})`, {
             host: target.name,
-            hint: skipped.length > 0
-              ? `the passphrase-protected key ${skipped.join(', ')} is not in ssh-agent: ssh-add it; or check ${target.user}'s authorized_keys on the host`
-              : `check that one of these keys is in ~${target.user}/.ssh/authorized_keys on the host, and the user name`,
+            hint:
+              (skipped.length > 0
+                ? `the passphrase-protected key ${skipped.join(', ')} is not in ssh-agent: ssh-add it; or check ${target.user}'s authorized_keys on the host`
+                : `check that one of these keys is in ~${target.user}/.ssh/authorized_keys on the host, and the user name`) +
+              (agentNotes.length > 0 ? ` (ssh-agent: ${scrubText(agentNotes[0]!)})` : ''),
             cause: err,
           }),
         );
@@ -597,6 +621,19 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
       fail(connectError(target, err, phase));
     }
   });
+}
+
+/** known_hosts appends in flight or done in this process, so concurrent first connects record a key once. */
+const recorded = new Map<string, Promise<void>>();
+function recordOnce(file: string, name: string, key: Buffer, append: () => Promise<void>): Promise<void> {
+  const k = `${file}\0${name}\0${key.toString('base64')}`;
+  let p = recorded.get(k);
+  if (!p) {
+    p = append();
+    recorded.set(k, p);
+    p.catch(() => recorded.delete(k));
+  }
+  return p;
 }
 
 function connectError(target: SshTarget, err: unknown, phase: string): KryptonError {
@@ -856,6 +893,7 @@ class Ssh2Transport implements SshTransport {
     }
     const call = <T>(what: string, fn: (cb: (err: Error | null | undefined, v?: T) => void) => void): Promise<T> =>
       new Promise<T>((resolve, reject) => {
+        if (this.#closed) return reject(this.#closedError('E_SFTP'));
         const onLost = (e: KryptonError) => reject(e);
         this.#pending.add(onLost);
         try {

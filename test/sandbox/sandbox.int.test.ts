@@ -99,7 +99,7 @@ describe('sandbox fleet', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/el: failed to start/);
     expect((await hostExec(A, ['nodectl', 'status'])).code).toBe(3);
-    expect((await hostExec(A, ['cat', '/var/log/krypton/nodectl.log'])).stdout).toMatch(/^\d+ start el cl\n$/);
+    expect((await hostExec(A, ['cat', '/var/log/krypton/nodectl.log'])).stdout).toMatch(/^\d+\.\d{3} start el cl\n$/);
   });
 
   it('refuses a JWT file that is not exactly 64 lowercase hex (trailing newline)', async () => {
@@ -129,7 +129,7 @@ describe('sandbox fleet', () => {
       const lines = (await hostExec(A, ['cat', '/var/log/krypton/cl.log'])).stdout.trim().split('\n').filter(Boolean);
       return lines.length >= 2 ? lines : undefined;
     }, { timeoutMs: 10_000, intervalMs: 200 });
-    for (const l of witness) expect(l).toMatch(/^\d{10} 200$/);
+    for (const l of witness) expect(l).toMatch(/^\d{10}\.\d{3} 200$/);
     expect((await hostExec(B, ['test', '-e', '/var/log/krypton/cl.log'])).code).toBe(1);
     expect((await hostExec(A, ['nodectl', 'status'])).code).toBe(0);
   }, 30_000);
@@ -137,7 +137,7 @@ describe('sandbox fleet', () => {
   it('restarts el and cl in lockstep with nodectl, logging the restart', async () => {
     const r = await hostExec(A, ['nodectl', 'restart', 'el', 'cl']);
     expect(r.code, r.stderr).toBe(0);
-    expect((await hostExec(A, ['tail', '-n', '1', '/var/log/krypton/nodectl.log'])).stdout).toMatch(/^\d+ restart el cl\n$/);
+    expect((await hostExec(A, ['tail', '-n', '1', '/var/log/krypton/nodectl.log'])).stdout).toMatch(/^\d+\.\d{3} restart el cl\n$/);
     expect((await engineCall(A, hs256(jwt, { iat: Math.floor(Date.now() / 1000) }))).status).toBe(200);
   });
 

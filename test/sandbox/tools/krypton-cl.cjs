@@ -3,7 +3,7 @@
 /**
  * CL stand-in: reads the Engine-API JWT at start exactly like the EL stand-in (same strict rules; exits
  * 1 when missing, 2 when malformed), then once a second calls the EL's engine_exchangeCapabilities on
- * 127.0.0.1:8551 with a freshly signed HS256 token and appends `<unix-seconds> <http-status>` to the
+ * 127.0.0.1:8551 with a freshly signed HS256 token and appends `<unix-seconds.millis> <http-status>` to the
  * witness log /var/log/krypton/cl.log (`000` when the EL cannot be reached). Its own diagnostics go to
  * stdout (nodectl sends them to /var/log/krypton/cl-daemon.log), never into the witness log.
  */
@@ -51,7 +51,7 @@ function call() {
 
 async function tick() {
   const status = await call();
-  fs.appendFileSync(WITNESS, `${Math.floor(Date.now() / 1000)} ${status}\n`);
+  fs.appendFileSync(WITNESS, `${(Date.now() / 1000).toFixed(3)} ${status}\n`);
 }
 
 log('cl', `started, jwt ${secret.path} (${secret.fingerprint}), pid ${process.pid}`);

@@ -5,7 +5,7 @@
  * /opt/krypton). Usage:
  *   nodectl start|stop|restart [el] [cl]   (no service = both)
  *   nodectl status [el] [cl]               (prints each; exit 0 when all listed run, 3 otherwise)
- * Every start/stop/restart call first appends `<unix-seconds> <verb> <services…>` to the witness log
+ * Every start/stop/restart call first appends `<unix-seconds.millis> <verb> <services…>` to the witness log
  * /var/log/krypton/nodectl.log. Services run as daemons in their own session (setsid), tracked by
  * /run/krypton-node/<svc>.pid (tmpfs: gone after a reboot), output appended to
  * /var/log/krypton/el.log and cl-daemon.log. A start waits (up to 5 s) for the service's READY
@@ -116,7 +116,7 @@ async function main(argv) {
     return all ? 0 : 3;
   }
   fs.mkdirSync(LOG_DIR, { recursive: true });
-  fs.appendFileSync(path.join(LOG_DIR, 'nodectl.log'), `${Math.floor(Date.now() / 1000)} ${verb} ${services.join(' ')}\n`);
+  fs.appendFileSync(path.join(LOG_DIR, 'nodectl.log'), `${(Date.now() / 1000).toFixed(3)} ${verb} ${services.join(' ')}\n`);
   let ok = true;
   if (verb === 'stop' || verb === 'restart') {
     for (const svc of [...services].reverse()) ok = (await stop(svc)) && ok;

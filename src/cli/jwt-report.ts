@@ -1,0 +1,35 @@
+import { shortFingerprint } from '../core/secret.ts';
+import type { Backends } from '../backends/registry.ts';
+import type { Host } from '../inventory/model.ts';
+import { AGENT_FILES } from '../render/vault-agent.ts';
+import type { Transport } from '../transport/transport.ts';
+
+/** Per node: the JWT version it holds (matched by SHA-256 fingerprint against the backend's live versions). */
+export type JwtVersionReport = Record<string, { version: number | null; fingerprint: string | null }>;
+
+/**
+ * Which node holds which Engine-API JWT version, by version number and fingerprint (never the value): one
+ * `sha256sum` per node over its existing connection. `version: null` = a value the backend no longer has
+ * (or none); `fingerprint: null` = no jwt.hex or the host is unreachable.
+ */
+export async function jwtVersionReport(hosts: Host[], connect: (h: Host) => Promise<Transport>, backends: Backends): Promise<JwtVersionReport> {
+  const out: JwtVersionReport = {};
+  await Promise.all(
+    hosts
+      .filter((h) => h.kind === 'node')
+      .map(async (h) => {
+        const versions = await backends.engineJwtVersions(h.name);
+        let fp: string | null = null;
+        try {
+          const t = await connect(h);
+          const r = await t.exec(['sha256sum', '--', AGENT_FILES.jwt]);
+          fp = r.code === 0 ? (r.stdout.trim().split(/\s+/)[0] ?? null) : null;
+        } catch {
+          fp = null;
+        }
+        const v = fp ? versions.find((x) => x.fingerprint === fp) : undefined;
+        out[h.name] = { version: v?.version ?? null, fingerprint: fp ? shortFingerprint(fp) : null };
+      }),
+  );
+  return out;
+}

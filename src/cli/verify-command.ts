@@ -1,0 +1,34 @@
+import { EXIT_HOSTS_FAILED } from '../core/errors.ts';
+import { createBackends } from '../backends/registry.ts';
+import { checkLimit } from '../executor/select.ts';
+import { loadInventory } from '../inventory/loader.ts';
+import { runVerify } from '../verify/run.ts';
+import { makeConnector } from './connect.ts';
+
+/**
+ * `krypton-secrets verify -i <inventory>`: prints `<host>  <check>  pass|FAIL  <detail>` rows (or `--json`
+ * objects `{"type":"check",…}` then `{"type":"summary",…}`); exit 0 when every check passes, 1 otherwise.
+ */
+export async function verifyCommand(
+  f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean },
+  out: (line: string) => void,
+): Promise<number> {
+  const inventory = await loadInventory(f.inventory);
+  const limit = checkLimit(inventory, f.limit);
+  const connector = makeConnector(inventory, { acceptNew: false });
+  try {
+    const summary = await runVerify({
+      inventory,
+      limit,
+      concurrency: f.concurrency,
+      backends: createBackends(inventory),
+      connect: (h) => connector.get(h),
+      onRow: (r) => out(f.json ? JSON.stringify({ type: 'check', ...r }) : `${r.host}  ${r.check}  ${r.ok ? 'pass' : 'FAIL'}  ${r.detail}`),
+    });
+    if (f.json) out(JSON.stringify({ type: 'summary', ...summary }));
+    else out(`${summary.ok ? '✔' : '✖'} ${summary.passed} passed, ${summary.failed} failed${summary.ok ? '' : ` (${Object.entries(summary.hosts).filter(([, h]) => !h.ok).map(([n, h]) => `${n}: ${h.failed.join(', ')}`).join('; ')})`}`);
+    return summary.ok ? 0 : EXIT_HOSTS_FAILED;
+  } finally {
+    await connector.closeAll();
+  }
+}

@@ -1,0 +1,40 @@
+import { defineTask, change, noChange, refuse } from '../core/task.ts';
+import { act } from '../core/action.ts';
+import { envKey, fileAt } from '../facts/file.ts';
+import { describeGit, gitStatusOf } from '../facts/git.ts';
+import { expectedEngineJwt } from '../facts/inputs.ts';
+import type { Host } from '../inventory/model.ts';
+import { AGENT_FILES } from '../render/vault-agent.ts';
+import { asNode, noParams } from './common.ts';
+
+/**
+ * node.remove-plaintext-jwt — after a node runs on the tmpfs JWT, shred the old plaintext file bootstrap.sh
+ * wrote (`legacy_jwt_path`, default `<deploy_dir>/jwt.hex`: overwrite and unlink, `shred -u` where present)
+ * and report whether a git work tree tracks it or its history holds it (report only: history is never
+ * rewritten, bootstrap.sh is never edited). Refuses while JWT_PATH still points at the file, and while the
+ * backend's current value equals the file's (rotate first: that value is compromised).
+ */
+export const nodeRemovePlaintextJwt = defineTask({
+  id: 'node.remove-plaintext-jwt',
+  summary: 'shred the old plaintext jwt.hex',
+  appliesTo: 'node',
+  params: noParams,
+  facts: (_p, host: Host) => {
+    const node = asNode(host);
+    return { legacy: fileAt(node.legacyJwtPath, { digest: true }), env: envKey(node.envFile, 'JWT_PATH'), git: gitStatusOf(node.legacyJwtPath), jwt: expectedEngineJwt() };
+  },
+  plan(_p, { legacy, env, git, jwt }, { host }) {
+    const node = asNode(host);
+    const path = node.legacyJwtPath;
+    const gitNote = describeGit(path, git);
+    if (env.values.includes(path)) {
+      return refuse('E_PLAN_CONFLICT', `JWT_PATH in ${node.envFile} still points at the plaintext ${path}`, `run node.set-jwt-path and node.restart-lockstep first (JWT_PATH=${AGENT_FILES.jwt})`);
+    }
+    if (!legacy.exists) return noChange(`no plaintext JWT at ${path}${gitNote ? `; ${gitNote}` : ''}`);
+    if (jwt && legacy.sha256 === jwt.secret.fingerprint()) {
+      return refuse('E_PLAN_CONFLICT', `${path} holds the backend's current value (${jwt.secret.shortFingerprint()}): it is compromised`, 'run jwt.rotate (when: plaintext-matches) before removing it');
+    }
+    return change(act.remove(path, `shred ${path} (the old plaintext JWT)${gitNote ? `; ${gitNote}` : ''}`, true));
+  },
+  settle: { intervalMs: 200, timeoutMs: 5000 },
+});

@@ -1,0 +1,155 @@
+import { toKryptonError } from '../core/errors.ts';
+import { Secret } from '../core/secret.ts';
+import type { GatherEnv } from '../core/task.ts';
+import { laptopFact } from '../core/task.ts';
+import type { Backends } from '../backends/registry.ts';
+import { agentState } from '../facts/agent.ts';
+import { hexCopies } from '../facts/copies.ts';
+import { gitStatusOf } from '../facts/git.ts';
+import { engineProbe, readEngineJwt } from '../facts/inputs.ts';
+import { kernel, mountAt } from '../facts/mount.ts';
+import { gatherFacts } from '../executor/facts.ts';
+import { Semaphore } from '../executor/semaphore.ts';
+import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../inventory/model.ts';
+import { AGENT_FILES, engineJwtKvPath, nodeRoleName } from '../render/vault-agent.ts';
+import type { Transport } from '../transport/transport.ts';
+import { nodeChecks, type CheckRow, type NodeAuditFacts } from './checks.ts';
+
+export interface VerifyOptions {
+  inventory: Inventory;
+  limit?: Set<string>;
+  concurrency?: number;
+  backends: Backends;
+  connect(host: Host): Promise<Transport>;
+  /** Called with each row as soon as it is known. */
+  onRow(row: CheckRow): void;
+}
+
+export interface VerifySummary {
+  ok: boolean;
+  passed: number;
+  failed: number;
+  hosts: Record<string, { ok: boolean; failed: string[] }>;
+}
+
+/**
+ * `krypton-secrets verify`: a read-only audit of every node (and cosigner) — nothing on any host or in any
+ * backend is changed, except a short-lived (60 s) token of each node's policy created to ask Vault's
+ * `sys/capabilities` what it grants, revoked right after. Per node ONE exec gathers the host facts; the
+ * Engine API is probed through the SSH connection. Returns the summary; rows go to `onRow`.
+ */
+export async function runVerify(o: VerifyOptions): Promise<VerifySummary> {
+  const slots = new Semaphore(o.concurrency ?? 16);
+  const memo = new Map<string, Promise<unknown>>();
+  const hosts = [...o.inventory.nodes, ...o.inventory.cosigners].filter((h) => !o.limit || o.limit.has(h.name));
+  const rows: CheckRow[] = [];
+  const emit = (r: CheckRow) => {
+    rows.push(r);
+    o.onRow(r);
+  };
+  await Promise.all(
+    hosts.map((h) =>
+      slots.use(async () => {
+        let transport: Transport;
+        try {
+          transport = await o.connect(h);
+        } catch (err) {
+          const e = toKryptonError(err, 'E_SSH_CONNECT');
+          emit({ host: h.name, check: 'ssh', ok: false, detail: `${e.code}: ${e.message}` });
+          return;
+        }
+        try {
+          if (h.kind === 'node') for (const r of await auditNode(o, h, transport, memo)) emit(r);
+          else emit({ host: h.name, check: 'cosigner', ok: true, detail: 'cosigner checks are made by the cosigner bring-up playbook' });
+        } catch (err) {
+          const e = toKryptonError(err);
+          emit({ host: h.name, check: 'audit', ok: false, detail: `${e.code}: ${e.message}` });
+        }
+      }),
+    ),
+  );
+  const summary: VerifySummary = { ok: true, passed: 0, failed: 0, hosts: {} };
+  for (const h of hosts) summary.hosts[h.name] = { ok: true, failed: [] };
+  for (const r of rows) {
+    const hs = summary.hosts[r.host]!;
+    if (r.ok) summary.passed++;
+    else {
+      summary.failed++;
+      summary.ok = false;
+      hs.ok = false;
+      hs.failed.push(r.check);
+    }
+  }
+  return summary;
+}
+
+async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
+  const inv = o.inventory;
+  const env: GatherEnv = {
+    host: node,
+    inventory: inv,
+    transport,
+    backends: o.backends,
+    runState: new Map(),
+    memo<T>(key: string, get: () => Promise<T>): Promise<T> {
+      let p = memo.get(key) as Promise<T> | undefined;
+      if (!p) memo.set(key, (p = get()));
+      return p;
+    },
+  };
+  const vault = inv.backend === 'vault';
+  const facts = (await gatherFacts(
+    {
+      mount: mountAt(SECRETS_DIR),
+      kernel: kernel(),
+      agent: agentState(),
+      copies: hexCopies([node.deployDir, node.envFile, node.legacyJwtPath], node.legacyJwtPath),
+      legacyGit: gitStatusOf(node.legacyJwtPath),
+      expected: laptopFact((e) => readEngineJwt(e)),
+      probe: engineProbe(),
+      ...(vault && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),
+      ...(vault ? { capabilities: laptopFact((e) => policyCapabilities(e, node)) } : {}),
+    },
+    transport,
+    env,
+  )) as unknown as NodeAuditFacts;
+  return nodeChecks(inv, node, facts);
+}
+
+/** Reads the agent's token from its sink over SSH (into memory only) and asks Vault about it. */
+async function agentToken(env: GatherEnv): Promise<NodeAuditFacts['token']> {
+  const res = await env.transport.exec(['cat', '--', AGENT_FILES.tokenSink]);
+  if (res.code !== 0 || !res.stdout.trim()) return undefined;
+  try {
+    const info = await env.backends.vault().tokenLookupSelf(new Secret(res.stdout.trim()));
+    return { renewable: info.renewable, ttlSeconds: info.ttlSeconds, policies: info.policies };
+  } catch (err) {
+    return { error: toKryptonError(err).message };
+  }
+}
+
+/** What a fresh 60 s token of the node's policy may do on its own path and on paths it must not reach. */
+async function policyCapabilities(env: GatherEnv, node: NodeHost): Promise<NodeAuditFacts['capabilities']> {
+  const inv = env.inventory;
+  const vault = env.backends.vault();
+  const m = inv.vault.kvMount;
+  const ownPath = `${m}/data/${engineJwtKvPath(inv, node.name)}`;
+  const others = [
+    `${m}/metadata/${engineJwtKvPath(inv, node.name)}`,
+    `${m}/data/krypton/${inv.network}/nodes/${node.name}-other/engine-jwt`,
+    `${m}/data/krypton/${inv.network}/horcrux/any/shard`,
+    `${m}/data/krypton/${inv.network}/env`,
+    `auth/${inv.vault.approleMount}/role/${nodeRoleName(inv.network, node.name)}/secret-id`,
+    'sys/policies/acl',
+  ].filter((p) => p !== ownPath);
+  let token: Secret | undefined;
+  try {
+    token = await vault.createToken({ policies: [nodeRoleName(inv.network, node.name)], ttlSeconds: 60, displayName: `krypton-verify-${node.name}` });
+    const caps = await vault.capabilities(token, [ownPath, ...others]);
+    return { ownPath, own: caps[ownPath] ?? ['deny'], others: Object.fromEntries(others.map((p) => [p, caps[p] ?? ['deny']])) };
+  } catch (err) {
+    return { error: toKryptonError(err).message };
+  } finally {
+    if (token) await vault.write('auth/token/revoke', { token }).catch(() => undefined);
+  }
+}
