@@ -3,6 +3,7 @@ import { KryptonError } from '../core/errors.ts';
 import { loadYaml, locate, parseYaml, validate, type YamlSource } from '../core/yaml-source.ts';
 import { inventorySchema, type InventoryFile } from './schema.ts';
 import type { CosignerHost, Inventory, NodeHost } from './model.ts';
+import { horcruxInventoryProblems } from '../horcrux/config.ts';
 
 /** Defaults for a node where neither the node nor `defaults:` says otherwise. */
 export const NODE_DEFAULTS = {
@@ -42,6 +43,15 @@ function buildInventory(source: YamlSource, value: unknown): Inventory {
   if (inv.nodes.length + inv.cosigners.length === 0) {
     throw new KryptonError('E_INVENTORY', `${locate(source, [])}: the inventory lists no nodes and no cosigners`, {
       hint: 'add hosts under nodes: or cosigners:',
+    });
+  }
+  const horcrux = horcruxInventoryProblems(inv);
+  if (horcrux.length) {
+    const first = horcrux[0]!;
+    const key = first.path.at(-1);
+    const where = typeof key === 'string' ? locate(source, first.path.slice(0, -1), key) : locate(source, first.path);
+    throw new KryptonError('E_INVENTORY', `${where}: ${first.message}${horcrux.length > 1 ? ` (and ${horcrux.length - 1} more Horcrux problem${horcrux.length > 2 ? 's' : ''}: ${horcrux.slice(1).map((p) => p.message).join('; ')})` : ''}`, {
+      hint: 'fix the cosigners: / horcrux: blocks (see inventory/testnet.yml)',
     });
   }
   if (raw.backend !== 'vault' && !raw.kms) {
@@ -99,7 +109,15 @@ function toModel(file: string, raw: InventoryFile): Inventory {
     home: c.home,
     p2pPort: c.p2p_port,
     start: c.start,
+    stop: c.stop,
+    status: c.status,
+    p2pAddress: c.p2p_address,
+    agent: {
+      start: c.agent?.start ?? d.agent?.start ?? agentStartDefault(raw.vault.agent_binary),
+      stop: c.agent?.stop ?? d.agent?.stop ?? [...NODE_DEFAULTS.agentStop],
+    },
   }));
+  const h = raw.horcrux;
   const v = raw.vault;
   return {
     file,
@@ -139,6 +157,25 @@ function toModel(file: string, raw: InventoryFile): Inventory {
     },
     nodes,
     cosigners,
+    ...(h
+      ? {
+          horcrux: {
+            chainId: h.chain_id,
+            threshold: h.threshold,
+            home: h.home,
+            p2pPort: h.p2p_port,
+            chainNodes: h.chain_nodes,
+            privValPort: h.priv_val_port,
+            grpcTimeout: h.grpc_timeout,
+            raftTimeout: h.raft_timeout,
+            start: h.start,
+            stop: h.stop,
+            status: h.status,
+            owner: h.owner,
+            group: h.group,
+          },
+        }
+      : {}),
   };
 }
 

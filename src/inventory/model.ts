@@ -26,6 +26,29 @@ export interface CosignerHost {
   home?: string;
   p2pPort?: number;
   start?: string[];
+  stop?: string[];
+  status?: string[];
+  /** Host other cosigners dial for p2p (default: conn.address). */
+  p2pAddress?: string;
+  /** The cosigner's Vault Agent commands (argv), defaults filled in as for nodes. */
+  agent: { start: string[]; stop: string[] };
+}
+
+/** The inventory's `horcrux:` block (see src/horcrux/config.ts for the defaults). */
+export interface HorcruxSettings {
+  chainId?: string;
+  threshold: number;
+  home?: string;
+  p2pPort?: number;
+  chainNodes?: string[];
+  privValPort?: number;
+  grpcTimeout?: string;
+  raftTimeout?: string;
+  start?: string[];
+  stop?: string[];
+  status?: string[];
+  owner?: string;
+  group?: string;
 }
 
 export type Host = NodeHost | CosignerHost;
@@ -90,6 +113,8 @@ export interface Inventory {
   ssh: SshSettings;
   nodes: NodeHost[];
   cosigners: CosignerHost[];
+  /** Horcrux settings shared by the cosigners (absent in node-only inventories). */
+  horcrux?: HorcruxSettings;
 }
 
 /** The tmpfs every node's secrets live in (ARCHITECTURE.md "tmpfs"). */

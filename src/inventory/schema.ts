@@ -102,7 +102,37 @@ export const cosignerSchema = z.strictObject({
   key_dir: absolutePath,
   home: absolutePath.optional(),
   p2p_port: z.number().int().min(1).max(65535).optional(),
+  /** Host the other cosigners dial for p2p (default: address). Never 0.0.0.0 or loopback. */
+  p2p_address: z.string().min(1).optional(),
+  /** Horcrux start / stop / status commands (default: horcrux.start / stop / status). */
   start: argv.optional(),
+  stop: argv.optional(),
+  status: argv.optional(),
+  /** The cosigner's Vault Agent commands (default: defaults.agent, as for nodes). */
+  agent: agentCmdSchema.optional(),
+});
+
+/** Settings shared by every Horcrux cosigner (ARCHITECTURE.md "Horcrux"). */
+export const horcruxSchema = z.strictObject({
+  /** Chain id in shard file names, `{chain_id}_shard.json` (default: network). */
+  chain_id: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected a chain id of letters, digits, "_", "." and "-"').optional(),
+  /** Cosigners needed to sign: more than half of them, at most all. */
+  threshold: z.number().int().min(1).max(255),
+  /** Horcrux home (config.yaml, state/ on persistent disk) where a cosigner sets none (default /opt/horcrux). */
+  home: absolutePath.optional(),
+  p2p_port: z.number().int().min(1).max(65535).optional(),
+  /** privValAddr of the chain nodes, tcp://host:port (default: every validator on priv_val_port). */
+  chain_nodes: z.array(z.string().regex(/^tcp:\/\//, 'expected tcp://host:port')).optional(),
+  priv_val_port: z.number().int().min(1).max(65535).optional(),
+  grpc_timeout: z.string().regex(/^\d+(ms|s)$/, 'expected a duration such as "1000ms"').optional(),
+  raft_timeout: z.string().regex(/^\d+(ms|s)$/, 'expected a duration such as "1000ms"').optional(),
+  /** Horcrux commands (argv; default systemctl start|stop|is-active horcrux). */
+  start: argv.optional(),
+  stop: argv.optional(),
+  status: argv.optional(),
+  /** Owner and group of the key dir, key files, config.yaml and state/ (the user Horcrux runs as). */
+  owner: z.string().min(1).optional(),
+  group: z.string().min(1).optional(),
 });
 
 export const kmsSchema = z.strictObject({
@@ -123,6 +153,7 @@ export const inventorySchema = z.strictObject({
   defaults: z.strictObject(nodeOverrides).prefault({}),
   nodes: z.record(hostName, nodeSchema).default({}),
   cosigners: z.record(hostName, cosignerSchema).optional(),
+  horcrux: horcruxSchema.optional(),
 });
 
 export type InventoryFile = z.infer<typeof inventorySchema>;

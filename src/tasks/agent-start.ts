@@ -28,13 +28,14 @@ export const agentStart = defineTask({
       return noChange(`jwt.hex matches ${jwt.source} v${jwt.version} (${jwt.secret.shortFingerprint()}), mode ${node.jwt.mode}`);
     }
     if (!why) {
-      return refuse('E_PLAN_CONFLICT', `${AGENT_FILES.jwt} matches the backend but has mode ${agent.jwt.mode} or is not 64 lowercase hex`, 'check the template perms in vault-agent.hcl');
+      // Same bytes as the backend (so 64 lowercase hex), wrong mode: someone chmod-ed it. Put the mode back.
+      return change(act.exec(['chmod', node.jwt.mode, '--', AGENT_FILES.jwt], `restore mode ${node.jwt.mode} on ${AGENT_FILES.jwt} (was ${agent.jwt.mode})`));
     }
     return change(
       ...(agent.running ? [act.exec(node.agent.stop, `stop the agent (pid ${agent.pid})`)] : []),
       act.exec(node.agent.start, `start the agent: ${why}`),
     );
   },
+  // No triggersRestart: a re-rendered value shows as an Engine API that rejects it, which restarts el and cl.
   settle: { intervalMs: 250, timeoutMs: 30_000 },
-  triggersRestart: true,
 });

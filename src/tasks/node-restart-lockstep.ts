@@ -7,8 +7,8 @@ import { asNode } from './common.ts';
 /**
  * node.restart-lockstep — restart `el` and `cl` together with the node's restart command (default
  * `docker compose restart el cl` in the deploy dir), then wait until the Engine API accepts a token signed
- * with the backend's JWT. Restarts when an earlier step of the play changed the JWT file or JWT_PATH, or
- * when the Engine API does not accept the current value; otherwise does nothing. Holds the play's
+ * with the backend's JWT. Restarts when an earlier step of the play changed JWT_PATH, or when the Engine API
+ * does not accept the current value (e.g. the agent just rendered a rotated one); otherwise does nothing. Holds the play's
  * validator budget (`max_validators_down`) from the restart until the node answers again.
  */
 export const nodeRestartLockstep = defineTask({
@@ -21,7 +21,7 @@ export const nodeRestartLockstep = defineTask({
     const node = asNode(host);
     if (!probe) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
     if (!restartPending && probe.outcome === 'accepted') return noChange('el and cl already run on the current JWT (Engine API accepted it)');
-    const why = restartPending ? 'the JWT or JWT_PATH changed' : `the Engine API did not accept the current JWT (${probe.detail})`;
+    const why = restartPending ? 'JWT_PATH changed' : `the Engine API does not accept the current JWT yet (${probe.detail})`;
     return change(act.exec(node.restart, `restart el and cl together: ${why}`, { cwd: node.deployDir }));
   },
   settle: { intervalMs: 500, timeoutMs: 60_000 },
