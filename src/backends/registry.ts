@@ -4,6 +4,8 @@ import type { Inventory } from '../inventory/model.ts';
 import { engineJwtKvPath } from '../render/vault-agent.ts';
 import type { VaultBackend } from './backend.ts';
 import { createVaultBackend, resolveVaultSettings } from './vault.ts';
+import { createKmsJwtStore, kmsBackendFor, type KmsBackend, type KmsJwtStore } from './kms.ts';
+import { createSmJwtStore, secretsManagerBackendFor, type SecretsManagerBackend, type SmJwtStore } from './secrets-manager.ts';
 
 /** The Engine-API JWT as the backend holds it now. */
 export interface EngineJwtValue {
@@ -34,8 +36,18 @@ export interface Backends {
   rotateEngineJwt(node: string | undefined, expectVersion: number): Promise<{ version: number }>;
   /** Writes the value of an older `version` as a new version (rollback); returns the new version. */
   restoreEngineJwt(node: string | undefined, version: number): Promise<{ version: number; restoredFrom: number }>;
-  /** The scope a JWT is shared by: `*` for the network's, the node's name with `jwt_per_node`. */
+  /** The scope a JWT is shared by: `*` for the network's, the node's name with `jwt_per_node` (`kms.per_node`). */
   jwtScope(node?: string): string;
+  // The AWS getters are optional only so that test doubles of Backends for Vault need not implement them;
+  // createBackends always provides them.
+  /** AWS KMS (region/endpoint from the inventory's `kms:` block and the environment, as the aws CLI finds them). */
+  kms?(): KmsBackend;
+  /** AWS Secrets Manager (same settings as `kms`). */
+  secretsManager?(): SecretsManagerBackend;
+  /** `backend: kms`: the Engine-API JWT as KMS blobs next to the inventory (`blobs/<network>/…`). */
+  kmsJwt?(): KmsJwtStore;
+  /** `backend: secrets-manager`: the Engine-API JWT as the secret `krypton/<network>/engine-jwt`. */
+  smJwt?(): SmJwtStore;
 }
 
 /**
@@ -50,9 +62,16 @@ export function createBackends(inv: Inventory, env: NodeJS.ProcessEnv = process.
     );
     return vault;
   };
-  const notVault = (): never => {
-    throw new KryptonError('E_INPUT', `backend ${inv.backend} does not support this operation yet`, { hint: 'use backend: vault' });
-  };
+  let kms: KmsBackend | undefined;
+  let sm: SecretsManagerBackend | undefined;
+  let kmsJwt: KmsJwtStore | undefined;
+  let smJwt: SmJwtStore | undefined;
+  const getKms = (): KmsBackend => (kms ??= kmsBackendFor(inv, env));
+  const getSm = (): SecretsManagerBackend => (sm ??= secretsManagerBackendFor(inv, env));
+  const getKmsJwt = (): KmsJwtStore => (kmsJwt ??= createKmsJwtStore(inv, getKms));
+  const getSmJwt = (): SmJwtStore => (smJwt ??= createSmJwtStore(inv, getSm));
+  /** The JWT store of a non-vault backend. */
+  const aws = (): KmsJwtStore | SmJwtStore => (inv.backend === 'secrets-manager' ? getSmJwt() : getKmsJwt());
   const mount = inv.vault.kvMount;
   const readVersion = async (node: string | undefined, version?: number): Promise<EngineJwtValue | undefined> => {
     const path = engineJwtKvPath(inv, node);
@@ -69,13 +88,17 @@ export function createBackends(inv: Inventory, env: NodeJS.ProcessEnv = process.
   };
   return {
     vault: getVault,
-    jwtScope: (node) => (inv.vault.jwtPerNode && node ? node : '*'),
+    kms: getKms,
+    secretsManager: getSm,
+    kmsJwt: getKmsJwt,
+    smJwt: getSmJwt,
+    jwtScope: (node) => ((inv.backend === 'vault' ? inv.vault.jwtPerNode : inv.kms?.perNode) && node ? node : '*'),
     async engineJwt(node) {
-      if (inv.backend !== 'vault') return notVault();
+      if (inv.backend !== 'vault') return aws().current(node);
       return readVersion(node);
     },
     async engineJwtVersions(node) {
-      if (inv.backend !== 'vault') return notVault();
+      if (inv.backend !== 'vault') return aws().versions(node);
       const meta = await getVault().kvMetadata(mount, engineJwtKvPath(inv, node));
       if (!meta) return [];
       const out: EngineJwtVersion[] = [];
@@ -88,11 +111,11 @@ export function createBackends(inv: Inventory, env: NodeJS.ProcessEnv = process.
       return out;
     },
     async rotateEngineJwt(node, expectVersion) {
-      if (inv.backend !== 'vault') return notVault();
+      if (inv.backend !== 'vault') return aws().rotate(node, expectVersion);
       return getVault().kvWrite(mount, engineJwtKvPath(inv, node), { hex: mintEngineJwtHex() }, { cas: expectVersion });
     },
     async restoreEngineJwt(node, version) {
-      if (inv.backend !== 'vault') return notVault();
+      if (inv.backend !== 'vault') return aws().restore(node, version);
       const old = await readVersion(node, version);
       const cur = await getVault().kvMetadata(mount, engineJwtKvPath(inv, node));
       if (!old || !cur) {

@@ -12,6 +12,7 @@ import { eventToJson, formatFailure, plainRenderer } from './render-events.ts';
 import { listrRenderer } from './listr-renderer.ts';
 import { renderCommand } from './render-command.ts';
 import { verifyCommand } from './verify-command.ts';
+import { importHorcruxCommand } from './import-horcrux.ts';
 import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
 import type { Backends } from '../backends/registry.ts';
 
@@ -148,6 +149,20 @@ export async function main(argv: string[]): Promise<number> {
       jsonErrors = !!f.json;
       debug = !!f.debug;
       code = await verifyCommand(f, out);
+    });
+  program
+    .command('import-horcrux')
+    .argument('<dir>', 'output of horcrux create-ecies-shards / create-ed25519-shards (cosigner_1/, cosigner_2/, …)')
+    .description("check every Horcrux key file and store each cosigner's ecies_keys.json and shard in the backend, all or nothing")
+    .requiredOption('-i, --inventory <file>', 'inventory YAML (cosigners with shard_id, horcrux.threshold)')
+    .option('--shred-source', 'after a verified import, overwrite and delete the local key files')
+    .option('--replace', 'replace stored key files that differ (default: refuse)')
+    .option('--json', 'one JSON object with the result')
+    .option('--debug', 'print stack traces of internal errors')
+    .action(async (dir: string, f: { inventory: string; shredSource?: boolean; replace?: boolean; json?: boolean; debug?: boolean }) => {
+      jsonErrors = !!f.json;
+      debug = !!f.debug;
+      code = await importHorcruxCommand(dir, f, out);
     });
   program
     .command('render')

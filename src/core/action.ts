@@ -13,7 +13,71 @@ export type Action =
   | VaultWriteAction
   | VaultSeedAction
   | DeliverSecretIdAction
-  | RotateJwtAction;
+  | RotateJwtAction
+  | KmsSeedAction
+  | KmsPutBlobAction
+  | FetchOnHostAction
+  | SmSeedAction
+  | SmSetKeyAction;
+
+/**
+ * `backend: kms`: mint an Engine-API JWT in memory at apply time, KMS-Encrypt it under the node's encryption
+ * context and write the blob as version 1 of the laptop's blob store (exclusive create). The plaintext never
+ * touches a disk.
+ */
+export interface KmsSeedAction {
+  kind: 'kms.seed-engine-jwt';
+  /** The node, with `kms.per_node`; undefined for the network's JWT. */
+  node?: string;
+  description: string;
+}
+
+/**
+ * Copy the laptop's current blob (`version`, whose SHA-256 must still be `sha256`) to the host's `path` over
+ * SFTP (atomic, `mode`). Blobs are not secret; the digest check catches a blob changed between plan and apply.
+ */
+export interface KmsPutBlobAction {
+  kind: 'kms.put-blob';
+  node?: string;
+  version: number;
+  sha256: string;
+  path: string;
+  mode: string;
+  description: string;
+}
+
+/**
+ * Run the host-side fetch (`sh -c FETCH_SCRIPT sh <args…>`, see render/kms-host.ts): the host's aws CLI
+ * decrypts the blob (KMS) or reads the secret (Secrets Manager) with its own identity into the tmpfs. No secret
+ * in `argv`. A failure is translated from the aws CLI's stderr (E_KMS_CONTEXT, E_KMS_DENIED, …).
+ */
+export interface FetchOnHostAction {
+  kind: 'kms.fetch-on-host';
+  backend: 'kms' | 'secrets-manager';
+  argv: string[];
+  /** For messages: what is fetched (`the blob /opt/krypton/secrets/jwt.hex.enc`, `secret krypton/…`). */
+  subject: string;
+  keyId?: string;
+  /** For messages: the encryption context expected (`purpose=…, network=…`). */
+  context?: string;
+  region: string;
+  endpointUrl?: string;
+  description: string;
+}
+
+/** `backend: secrets-manager`: create the secret under the inventory's CMK with a JWT minted at apply time (version 1). */
+export interface SmSeedAction {
+  kind: 'sm.seed-engine-jwt';
+  node?: string;
+  description: string;
+}
+
+/** `backend: secrets-manager`: write the current value again as a new version under the inventory's CMK. */
+export interface SmSetKeyAction {
+  kind: 'sm.set-key';
+  node?: string;
+  description: string;
+}
 
 /**
  * Write a fresh Engine-API JWT as a new backend version (new KV v2 version, KMS blob or Secrets Manager

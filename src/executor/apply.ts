@@ -3,6 +3,7 @@ import { KryptonError, scrubText } from '../core/errors.ts';
 import { mintEngineJwtHex } from '../core/secret.ts';
 import type { Backends } from '../backends/registry.ts';
 import { commandLine, type Transport } from '../transport/transport.ts';
+import { applyAwsAction } from '../backends/aws-apply.ts';
 
 /**
  * Applies one action. Remote actions go through `transport` (argv quoted; secrets on stdin or SFTP), Vault
@@ -44,6 +45,12 @@ export async function applyAction(a: Action, transport: Transport, backends: Bac
       runState.set(`rotated:${backends.jwtScope(a.node)}`, w.version);
       return true;
     }
+    case 'kms.seed-engine-jwt':
+    case 'kms.put-blob':
+    case 'kms.fetch-on-host':
+    case 'sm.seed-engine-jwt':
+    case 'sm.set-key':
+      return applyAwsAction(a, transport, backends);
     case 'vault.deliver-secret-id': {
       const vault = backends.vault();
       const want = `auth/${a.approleMount}/role/${a.role}/secret-id`;

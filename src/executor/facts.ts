@@ -8,9 +8,22 @@ import type { Transport } from '../transport/transport.ts';
  * each, their stdout fenced by a random boundary, stderr discarded), laptop facts concurrently.
  * Throws E_FACT when the host's output cannot be split back into facts, or a parser throws.
  */
-export async function gatherFacts(specs: Record<string, FactSpec<unknown>>, transport: Transport, env: GatherEnv): Promise<Record<string, unknown>> {
+export async function gatherFacts(
+  specs: Record<string, FactSpec<unknown>>,
+  transport: Transport,
+  env: GatherEnv,
+  /** Remote facts already gathered (by {@link prefetchRemoteFacts}) and still valid: not gathered again. */
+  prefetched?: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  const remote = Object.entries(specs).filter((e): e is [string, RemoteFact<unknown>] => e[1].kind === 'remote');
+  const remote = Object.entries(specs).filter((e): e is [string, RemoteFact<unknown>] => {
+    if (e[1].kind !== 'remote') return false;
+    if (prefetched && e[0] in prefetched) {
+      out[e[0]] = prefetched[e[0]];
+      return false;
+    }
+    return true;
+  });
   const laptop = Object.entries(specs).filter(([, s]) => s.kind === 'laptop');
   const laptopDone = Promise.all(
     laptop.map(async ([k, s]) => {
@@ -58,4 +71,25 @@ function splitSections(stdout: string, b: string): Map<string, { stdout: string;
     }
   }
   return map;
+}
+
+/**
+ * Gathers the remote facts of several steps in ONE exec, keyed `<step>:<fact>`. Valid for a step as long as
+ * no earlier step changed the host (a converged host then costs one round trip for all its facts).
+ */
+export async function prefetchRemoteFacts(
+  steps: { index: number; specs: Record<string, FactSpec<unknown>> }[],
+  transport: Transport,
+  env: GatherEnv,
+): Promise<Map<number, Record<string, unknown>>> {
+  const combined: Record<string, FactSpec<unknown>> = {};
+  for (const s of steps) for (const [k, spec] of Object.entries(s.specs)) if (spec.kind === 'remote') combined[`${s.index}:${k}`] = spec;
+  const all = Object.keys(combined).length ? await gatherFacts(combined, transport, env) : {};
+  const out = new Map<number, Record<string, unknown>>();
+  for (const s of steps) {
+    const mine: Record<string, unknown> = {};
+    for (const k of Object.keys(s.specs)) if (`${s.index}:${k}` in all) mine[k] = all[`${s.index}:${k}`];
+    out.set(s.index, mine);
+  }
+  return out;
 }

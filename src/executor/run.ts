@@ -6,7 +6,7 @@ import type { Host, Inventory } from '../inventory/model.ts';
 import type { Play, Playbook, Step } from '../playbook/loader.ts';
 import type { Transport } from '../transport/transport.ts';
 import { applyAction } from './apply.ts';
-import { gatherFacts } from './facts.ts';
+import { gatherFacts, prefetchRemoteFacts } from './facts.ts';
 import { checkLimit, selectHosts } from './select.ts';
 import { Semaphore } from './semaphore.ts';
 import { computeWaves } from './waves.ts';
@@ -29,6 +29,9 @@ export interface RunOptions {
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
   report?: (hosts: Host[]) => Promise<Record<string, unknown>>;
 }
+
+/** Action kinds that change the host (as opposed to the backend). */
+const REMOTE_ACTIONS = new Set(['exec', 'put', 'remove', 'vault.deliver-secret-id']);
 
 interface HostState {
   status: HostStatus;
@@ -124,10 +127,22 @@ async function runHostPlay(
     },
   };
   let restartPending = false;
+  const applicable = (step: Step) =>
+    (step.task.appliesTo === 'any' || step.task.appliesTo === host.kind) && (!step.task.backends || step.task.backends.includes(o.inventory.backend));
+  // One round trip for every step's host facts; valid until a step changes something on this host.
+  let prefetched: Map<number, Record<string, unknown>> | undefined;
+  try {
+    prefetched = await prefetchRemoteFacts(
+      play.steps.flatMap((s, index) => (applicable(s) ? [{ index, specs: s.task.facts(s.params, host, o.inventory) }] : [])),
+      transport,
+      env,
+    );
+  } catch {
+    prefetched = undefined; // each step gathers its own facts (and reports its own error)
+  }
   for (const [i, step] of play.steps.entries()) {
     const task = step.task;
-    if (task.appliesTo !== 'any' && task.appliesTo !== host.kind) continue;
-    if (task.backends && !task.backends.includes(o.inventory.backend)) continue;
+    if (!applicable(step)) continue;
     const started = Date.now();
     o.sink({ type: 'step-start', host: host.name, task: task.id, name: step.name });
     try {
@@ -135,11 +150,13 @@ async function runHostPlay(
       const release = lock ? await lock.acquire() : undefined;
       let result: { plan: Plan; applied: boolean };
       try {
-        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false }, budgets, runState);
+        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false }, budgets, runState, prefetched?.get(i));
       } finally {
         release?.();
       }
       const { plan } = result;
+      // Once this host has changed, facts gathered before are stale: later steps gather their own.
+      if (plan.kind === 'change' && o.mode === 'apply' && plan.actions.some((a) => REMOTE_ACTIONS.has(a.kind))) prefetched = undefined;
       if (plan.kind === 'noChange') {
         o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'ok', reason: plan.reason, durationMs: Date.now() - started });
       } else if (plan.kind === 'change') {
@@ -166,13 +183,14 @@ async function runStep(
   ctx: PlanContext,
   budgets: { validator: Semaphore; rpc: Semaphore },
   runState: Map<string, unknown>,
+  prefetched?: Record<string, unknown>,
 ): Promise<{ plan: Plan; applied: boolean }> {
   const task = step.task;
-  const plan = async (c: PlanContext): Promise<Plan> => {
-    const facts = await gatherFacts(task.facts(step.params, host, o.inventory), env.transport, env);
+  const plan = async (c: PlanContext, pre?: Record<string, unknown>): Promise<Plan> => {
+    const facts = await gatherFacts(task.facts(step.params, host, o.inventory), env.transport, env, pre);
     return task.plan(step.params, facts, c);
   };
-  const first = await plan(ctx);
+  const first = await plan(ctx, prefetched);
   if (first.kind === 'refuse') throw first.error;
   if (first.kind === 'noChange' || o.mode === 'plan') return { plan: first, applied: false };
 

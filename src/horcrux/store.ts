@@ -9,7 +9,7 @@
 import type { Backends } from '../backends/registry.ts';
 import { horcruxPath, type HorcruxKind } from '../backends/vault-paths.ts';
 import { KryptonError } from '../core/errors.ts';
-import type { Secret } from '../core/secret.ts';
+import { Secret } from '../core/secret.ts';
 import type { LaptopFact } from '../core/task.ts';
 import type { Inventory } from '../inventory/model.ts';
 
@@ -73,5 +73,63 @@ export function storedHorcruxKeys(cosigner: string): LaptopFact<StoredFingerprin
         }
         return out;
       }),
+  };
+}
+
+/** Reading and writing key files, as import-horcrux needs it (one implementation per backend). */
+export interface HorcruxStore {
+  /** `secret/krypton/…/horcrux/<cosigner>/<kind>` or the blob's name, for messages. */
+  source(cosigner: string, kind: HorcruxKind): string;
+  /** The stored value and the version a check-and-set write must name (0: never written). */
+  read(cosigner: string, kind: HorcruxKind): Promise<{ current?: StoredHorcruxKey; casVersion: number }>;
+  /** Writes `value` as a new version; refused when the stored version is no longer `casVersion`. */
+  write(cosigner: string, kind: HorcruxKind, value: Secret, casVersion: number): Promise<{ version: number }>;
+  /** Undoes a write of this run: restores `previous` (when there was one) and destroys `version`. Best effort. */
+  undo(cosigner: string, kind: HorcruxKind, version: number, previous: StoredHorcruxKey | undefined): Promise<void>;
+  /** Throws E_VAULT_DENIED (before anything is written) when the token may not write every path. */
+  preflight(targets: readonly { cosigner: string; kind: HorcruxKind }[]): Promise<void>;
+}
+
+/** The Vault/OpenBao store: KV v2 with check-and-set; undo destroys the version this run wrote. */
+export function vaultHorcruxStore(backends: Backends, inv: Inventory): HorcruxStore {
+  const mount = inv.vault.kvMount;
+  const vault = () => backends.vault();
+  return {
+    source: (c, k) => horcruxSource(inv, c, k),
+    async read(cosigner, kind) {
+      const path = horcruxPath(inv.network, cosigner, kind);
+      const meta = await vault().kvMetadata(mount, path);
+      const current = await readStoredHorcruxKey(backends, inv, cosigner, kind);
+      return { ...(current ? { current } : {}), casVersion: meta?.currentVersion ?? 0 };
+    },
+    async write(cosigner, kind, value, casVersion) {
+      return vault().kvWrite(mount, horcruxPath(inv.network, cosigner, kind), { [HORCRUX_KV_FIELD]: value }, { cas: casVersion });
+    },
+    async undo(cosigner, kind, version, previous) {
+      const path = horcruxPath(inv.network, cosigner, kind);
+      if (previous) await vault().kvWrite(mount, path, { [HORCRUX_KV_FIELD]: previous.secret }, { cas: version });
+      // KV v2 "Destroy secret versions": PUT <mount>/destroy/<path> {versions}
+      await vault().write(`${mount}/destroy/${path}`, { versions: [version] });
+    },
+    async preflight(targets) {
+      const paths = targets.map((t) => `${mount}/data/${horcruxPath(inv.network, t.cosigner, t.kind)}`);
+      let caps: Record<string, unknown> | undefined;
+      try {
+        caps = await vault().write('sys/capabilities-self', { paths });
+      } catch (err) {
+        if (err instanceof KryptonError && err.code === 'E_VAULT_CONFIG') throw err;
+        return; // no answer to rely on: the writes themselves will tell (and are undone on failure)
+      }
+      const denied = paths.filter((p) => {
+        const c = caps?.[p];
+        if (!Array.isArray(c)) return false;
+        return !(c.includes('root') || (c.includes('create') && c.includes('update')));
+      });
+      if (denied.length) {
+        throw new KryptonError('E_VAULT_DENIED', `the Vault token may not write ${denied.length === paths.length ? 'any of the Horcrux key paths' : denied.join(', ')}; nothing was stored`, {
+          hint: `the token needs create and update on ${mount}/data/krypton/${inv.network}/horcrux/*`,
+        });
+      }
+    },
   };
 }

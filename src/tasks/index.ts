@@ -11,6 +11,15 @@ import { vaultNodePolicy } from './vault-node-policy.ts';
 import { vaultSeedEngineJwt } from './vault-seed-engine-jwt.ts';
 import { jwtRotate } from './jwt-rotate.ts';
 import { nodeRemovePlaintextJwt } from './node-remove-plaintext-jwt.ts';
+import { cosignerVaultPolicy } from './cosigner-vault-policy.ts';
+import { cosignerVaultApprole } from './cosigner-vault-approle.ts';
+import { cosignerMountKeyDir } from './cosigner-mount-key-dir.ts';
+import { cosignerAgentConfig } from './cosigner-agent-config.ts';
+import { cosignerDeliverSecretId } from './cosigner-deliver-secret-id.ts';
+import { cosignerAgentStart } from './cosigner-agent-start.ts';
+import { horcruxRenderConfig } from './horcrux-render-config.ts';
+import { horcruxStart } from './horcrux-start.ts';
+import { horcruxVerifyKeys } from './horcrux-verify-keys.ts';
 
 /** Every task a playbook may name, by id. */
 export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
@@ -27,5 +36,14 @@ export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
     engineVerifyAuth,
     jwtRotate,
     nodeRemovePlaintextJwt,
+    cosignerVaultPolicy,
+    cosignerVaultApprole,
+    cosignerMountKeyDir,
+    cosignerAgentConfig,
+    cosignerDeliverSecretId,
+    cosignerAgentStart,
+    horcruxRenderConfig,
+    horcruxStart,
+    horcruxVerifyKeys,
   ].map((t) => [t.id, t as AnyTask]),
 );

@@ -26,6 +26,14 @@ const NODE_TOOLS: Record<string, string> = {
   'proc-util.cjs': 'proc-util.cjs',
 };
 
+/** Cosigner tools: the Vault Agent runner and the Horcrux stand-in (horcruxctl start|stop|status). */
+const COSIGNER_TOOLS: Record<string, string> = {
+  'agentctl.cjs': 'agentctl',
+  'horcruxctl.cjs': 'horcruxctl',
+  'horcrux-standin.cjs': 'horcrux-standin.cjs',
+  'proc-util.cjs': 'proc-util.cjs',
+};
+
 /** The harmless compose env file a node starts with (no JWT_PATH: el/cl wait for the tool). */
 export const DEFAULT_NODE_ENV = [
   '# krypton node compose env (sandbox)',
@@ -86,10 +94,14 @@ export async function layoutHost(dir: string, spec: HostSpec, o: { authorizedKey
     writeFileSync(join(deploy, '.env'), env, { mode: 0o644 });
   } else {
     // Horcrux home: state/ (double-sign high-water marks) stays on persistent disk; the key dir
-    // (/opt/horcrux/keys) is left for the tool to create on tmpfs.
-    // TODO(horcrux stand-in, later issue): add the Horcrux stand-in that starts only when the key dir
-    // holds parseable key files with mode 0600, and its config.yaml.
+    // (/opt/horcrux/keys) and config.yaml are left for the tool (key dir on tmpfs). The stand-in
+    // (horcruxctl start) starts only when the key dir holds parseable key files with mode 0600.
     mkdirSync(join(hostDir, 'horcrux', 'state'), { recursive: true, mode: 0o700 });
+    for (const [src, dst] of Object.entries(COSIGNER_TOOLS)) {
+      copyFileSync(join(SANDBOX_SRC, 'tools', src), join(tools, dst));
+      chmodSync(join(tools, dst), 0o755);
+    }
+    writeFileSync(join(tools, 'package.json'), '{ "type": "commonjs" }\n');
   }
   symlinkSync(o.baoBin, join(tools, 'bao'));
 

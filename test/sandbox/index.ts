@@ -35,6 +35,7 @@ import {
 import { configureHostNet, execInHost, killSshd, layoutHost, netnsPids, rebootHost, rootNetLines, startHolder, startSshd } from './hosts.ts';
 import { BAO_SERVER_MATCH, readyBaoServer, spawnBaoServer } from './openbao.ts';
 import { renderEnvFile, renderHostsJson, renderInventory, renderKnownHosts, sandboxEnv } from './outputs.ts';
+import { defaultThreshold, generateHorcruxKeys, writeHorcruxKeys } from './horcrux-keys.ts';
 import { SandboxError, killAndWait, pidAlive, procArgv, run, runOk, type RunResult } from './proc.ts';
 import { emptyState, readInfo, tryReadState, writeState, type Backend, type SandboxHost, type SandboxInfo, type SandboxState } from './state.ts';
 
@@ -192,6 +193,9 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
   writeFileSync(files.knownHosts, renderKnownHosts(up.map((u) => ({ address: u.host.address, publicKeyLine: readFileSync(u.hf.hostKeyPub, 'utf8') }))));
   writeFileSync(files.hostsJson, renderHostsJson(hosts));
   writeFileSync(files.inventory, renderInventory({ backend: o.backend, identityFile: files.identityFile, knownHosts: files.knownHosts, hosts }));
+  // Horcrux key generation output to import (cosigner_<N>/ecies_keys.json, <chain-id>_shard.json).
+  const horcruxKeys = o.cosigners ? join(dir, 'horcrux-keys') : undefined;
+  if (horcruxKeys) writeHorcruxKeys(horcruxKeys, generateHorcruxKeys({ shards: o.cosigners, threshold: defaultThreshold(o.cosigners), chainId: NETWORK_ID }), NETWORK_ID);
 
   return {
     dir,
@@ -202,7 +206,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     baoBin: o.baoBin,
     venvBin: o.venvBin,
     ssh: { user: 'root', identityFile: files.identityFile, knownHosts: files.knownHosts },
-    files,
+    files: { ...files, ...(horcruxKeys ? { horcruxKeys } : {}) },
     env: { ...vars, PATH: `${pathPrefix}:${process.env.PATH ?? ''}` },
     hosts: Object.fromEntries(hosts.map((h) => [h.name, h])),
     nodes: hosts.filter((h) => h.kind === 'node').map((h) => h.name),

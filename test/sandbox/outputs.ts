@@ -2,7 +2,10 @@
  * Renders the files `up` leaves in the sandbox dir for the tool, tests and the operator:
  * inventory.yml, env, known_hosts, hosts.json. Pure functions of the SandboxInfo-to-be.
  */
-import { DEPLOY_DIR, ENV_FILE, NETWORK_ID, VAULT_ADDRESS } from './layout.ts';
+import { DEPLOY_DIR, ENV_FILE, HORCRUX_HOME, NETWORK_ID, VAULT_ADDRESS } from './layout.ts';
+
+/** p2p port of the sandbox's Horcrux cosigners (Horcrux's documented default). */
+const HORCRUX_P2P_PORT = 2222;
 import type { Backend, SandboxHost } from './state.ts';
 
 export interface RenderInput {
@@ -37,7 +40,18 @@ export function renderInventory(o: RenderInput): string {
   const cosigners = o.hosts.filter((h) => h.kind === 'cosigner');
   if (cosigners.length) {
     lines.push('cosigners:');
-    for (const h of cosigners) lines.push(`  ${h.name}:`, `    address: ${h.address}`, `    shard_id: ${h.shardId}`, `    key_dir: ${h.keyDir}`);
+    for (const h of cosigners) lines.push(`  ${h.name}:`, `    address: ${h.address}`, `    shard_id: ${h.shardId}`, `    key_dir: ${h.keyDir}`, `    p2p_port: ${HORCRUX_P2P_PORT}`);
+    // Horcrux (threshold more than half; the stand-in as its service; chain nodes = the validators).
+    const validators = o.hosts.filter((h) => h.kind === 'node');
+    lines.push(
+      'horcrux:',
+      `  threshold: ${Math.floor(cosigners.length / 2) + 1}`,
+      `  home: ${HORCRUX_HOME}`,
+      `  chain_nodes: [${validators.map((h) => `"tcp://${h.address}:1234"`).join(', ')}]`,
+      '  start: [horcruxctl, start]',
+      '  stop: [horcruxctl, stop]',
+      '  status: [horcruxctl, status]',
+    );
   }
   return lines.join('\n') + '\n';
 }

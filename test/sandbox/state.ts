@@ -52,7 +52,7 @@ export interface SandboxInfo {
   baoBin: string;
   venvBin: string;
   ssh: { user: 'root'; identityFile: string; knownHosts: string };
-  files: { inventory: string; env: string; hostsJson: string; knownHosts: string; identityFile: string; state: string };
+  files: { inventory: string; env: string; hostsJson: string; knownHosts: string; identityFile: string; state: string; /** With cosigners: the Horcrux key generation output (cosigner_<N>/). */ horcruxKeys?: string };
   /** The variables exported by <dir>/env (PATH given in full: the two dirs prepended to this process's PATH). */
   env: Record<string, string>;
   hosts: Record<string, SandboxHost>;

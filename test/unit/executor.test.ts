@@ -1,0 +1,557 @@
+/**
+ * The executor: waves, host selection, and runPlaybook end to end with the REAL executor and tasks over a
+ * recording fake Transport and fake Backends (test/unit/fake-fleet.ts). Integration tests elsewhere run the
+ * same against real sshd and OpenBao.
+ */
+import { spawnSync } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { KryptonError } from '../../src/core/errors.ts';
+import type { RunEvent, RunSummary } from '../../src/core/events.ts';
+import { Secret } from '../../src/core/secret.ts';
+import type { FactSpec, GatherEnv } from '../../src/core/task.ts';
+import { gatherFacts } from '../../src/executor/facts.ts';
+import { runPlaybook, type RunOptions } from '../../src/executor/run.ts';
+import { checkLimit, selectHosts } from '../../src/executor/select.ts';
+import { computeWaves } from '../../src/executor/waves.ts';
+import { parseInventory } from '../../src/inventory/loader.ts';
+import type { Host, Inventory } from '../../src/inventory/model.ts';
+import { loadPlaybook, type Play, type Playbook, type SerialStep } from '../../src/playbook/loader.ts';
+import { AGENT_FILES, engineJwtKvPath } from '../../src/render/vault-agent.ts';
+import { TASKS } from '../../src/tasks/index.ts';
+import type { ExecOptions, ExecResult, Transport } from '../../src/transport/transport.ts';
+import { FakeFleet, type DownWindow, type ExecRecord } from './fake-fleet.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+// ------------------------------------------------------------------------------------------- waves
+
+describe('computeWaves', () => {
+  const hosts = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
+  const sizes = (serial: SerialStep[], hs = hosts) => computeWaves(hs, serial).map((w) => w.length);
+
+  it('empty serial: one wave with every host, in order', () => {
+    expect(computeWaves(hosts, [])).toEqual([hosts]);
+  });
+  it('no hosts: no waves', () => {
+    expect(computeWaves([], [])).toEqual([]);
+    expect(computeWaves([], [1])).toEqual([]);
+  });
+  it('a number: waves of that size, the last one shorter', () => {
+    expect(computeWaves(hosts, [3])).toEqual([['a', 'b', 'c'], ['d', 'e', 'f'], ['g', 'h', 'i'], ['j']]);
+    expect(sizes([1])).toEqual(Array(10).fill(1));
+    expect(sizes([20])).toEqual([10]);
+  });
+  it('a list: the last entry repeats', () => {
+    expect(sizes([1, 2, 3])).toEqual([1, 2, 3, 3, 1]);
+    expect(sizes([1, 5])).toEqual([1, 5, 4]);
+  });
+  it('percentages of the play\'s hosts, rounded up, at least 1', () => {
+    expect(sizes(['25%'])).toEqual([3, 3, 3, 1]);
+    expect(sizes(['100%'])).toEqual([10]);
+    expect(sizes(['1%'])).toEqual(Array(10).fill(1));
+    expect(sizes(['50%'], ['a', 'b', 'c'])).toEqual([2, 1]);
+  });
+  it('mixed: one canary, then half, then the rest (rotate-jwt.yml)', () => {
+    expect(sizes([1, '50%', '100%'])).toEqual([1, 5, 4]);
+  });
+  it('every host appears exactly once, in order', () => {
+    for (const serial of [[], [1], [2, '30%'], ['10%', 3, '100%']] as SerialStep[][]) {
+      expect(computeWaves(hosts, serial).flat()).toEqual(hosts);
+    }
+  });
+});
+
+// ------------------------------------------------------------------------------------------- select
+
+const INVENTORY = `network: "473374"
+vault:
+  address: https://vault.fake.invalid:8200
+nodes:
+  val-1: { role: validator, address: 10.0.0.1 }
+  val-2: { role: validator, address: 10.0.0.2 }
+  val-3: { role: validator, address: 10.0.0.3 }
+  rpc-1: { role: rpc, address: 10.0.0.21 }
+cosigners:
+  cosigner-1: { address: 10.0.1.1, shard_id: 1, key_dir: /opt/horcrux/keys }
+`;
+const inventory = (): Inventory => parseInventory('unit-inventory.yml', INVENTORY);
+
+describe('selectHosts / checkLimit', () => {
+  const inv = inventory();
+  const names = (hs: { name: string }[]) => hs.map((h) => h.name);
+  it('groups', () => {
+    expect(names(selectHosts(inv, 'nodes'))).toEqual(['val-1', 'val-2', 'val-3', 'rpc-1']);
+    expect(names(selectHosts(inv, 'validators'))).toEqual(['val-1', 'val-2', 'val-3']);
+    expect(names(selectHosts(inv, 'rpc'))).toEqual(['rpc-1']);
+    expect(names(selectHosts(inv, 'cosigners'))).toEqual(['cosigner-1']);
+    expect(names(selectHosts(inv, 'all'))).toEqual(['val-1', 'val-2', 'val-3', 'rpc-1', 'cosigner-1']);
+  });
+  it('explicit names keep the play\'s order; an unknown name is E_PLAYBOOK', () => {
+    expect(names(selectHosts(inv, ['rpc-1', 'val-2']))).toEqual(['rpc-1', 'val-2']);
+    expect(() => selectHosts(inv, ['val-9'])).toThrow(expect.objectContaining({ code: 'E_PLAYBOOK', message: expect.stringContaining('val-9') }));
+  });
+  it('checkLimit: undefined passes through, known names become a set, unknown ones are E_USAGE naming them', () => {
+    expect(checkLimit(inv, undefined)).toBeUndefined();
+    expect(checkLimit(inv, ['val-1', 'cosigner-1'])).toEqual(new Set(['val-1', 'cosigner-1']));
+    let err: unknown;
+    try {
+      checkLimit(inv, ['val-1', 'nope', 'val-7']);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KryptonError);
+    expect(err).toMatchObject({ code: 'E_USAGE', message: '--limit names nope, val-7, not in the inventory unit-inventory.yml' });
+    expect((err as KryptonError).hint).toContain('val-1, val-2, val-3, rpc-1, cosigner-1');
+  });
+});
+
+// ------------------------------------------------------------------------------------------- runPlaybook
+
+const OLD_HEX = '2d63f2a04490150d356332e9f48d9d9f933198716e5a0c3d40839777e0147b56';
+
+function play(o: { hosts: Play['hosts']; steps: string[]; serial?: SerialStep[]; maxValidatorsDown?: number; name?: string }): Play {
+  return {
+    name: o.name ?? 'unit play',
+    hosts: o.hosts,
+    serial: o.serial ?? [],
+    maxValidatorsDown: o.maxValidatorsDown ?? 1,
+    maxRpcDown: Number.MAX_SAFE_INTEGER,
+    steps: o.steps.map((id) => {
+      const task = TASKS.get(id);
+      if (!task) throw new Error(`no task ${id}`);
+      return { name: task.summary, task, params: task.params.parse({}) };
+    }),
+  };
+}
+
+const fleets: FakeFleet[] = [];
+afterEach(async () => {
+  await Promise.all(fleets.splice(0).map((f) => f.close()));
+});
+
+/** A fleet as bootstrap.sh left it: plaintext jwt.hex in the deploy dir, JWT_PATH pointing at it, el/cl on it. */
+function legacyFleet(inv = inventory()): FakeFleet {
+  const fleet = new FakeFleet(inv);
+  fleets.push(fleet);
+  for (const n of inv.nodes) {
+    const h = fleet.host(n.name);
+    h.writeFile(n.legacyJwtPath, OLD_HEX, 0o644);
+    h.writeFile(n.envFile, `COMPOSE_PROJECT_NAME=krypton\nJWT_PATH=${n.legacyJwtPath}\nEL_IMAGE=krypton/el:1.4.2\n`, 0o644);
+    h.startEl();
+  }
+  return fleet;
+}
+
+async function run(fleet: FakeFleet, playbook: Playbook, mode: 'plan' | 'apply' = 'apply', extra: Partial<RunOptions> = {}) {
+  const events: RunEvent[] = [];
+  const summary: RunSummary = await runPlaybook({
+    inventory: fleet.inventory,
+    playbook,
+    mode,
+    sink: (e) => events.push(e),
+    backends: fleet.backends,
+    connect: fleet.connect,
+    ...extra,
+  });
+  return { summary, events };
+}
+
+const pb = (...plays: Play[]): Playbook => ({ file: 'unit-playbook.yml', plays });
+const hostDone = (events: RunEvent[]) => events.filter((e): e is Extract<RunEvent, { type: 'host-done' }> => e.type === 'host-done');
+const stepsOf = (events: RunEvent[], host: string) => events.filter((e): e is Extract<RunEvent, { type: 'step' }> => e.type === 'step' && e.host === host);
+const isFactExec = (argv: string[]) => argv[0] === 'sh' && argv[1] === '-c' && /^echo '@@\S+ \S+'$/m.test(argv[2] ?? '');
+
+/** No secret text in any recorded argv, cwd, put path, or event (JSON and inspect). */
+function expectNoSecretLeak(fleet: FakeFleet, events: RunEvent[], extra: (Secret | string)[] = []): void {
+  const texts = fleet.secretTexts(extra);
+  expect(texts.length).toBeGreaterThan(0);
+  const argvText = JSON.stringify(fleet.ops.map((o) => (o.kind === 'exec' ? [o.argv, o.cwd] : o.kind === 'put' ? o.path : o.target)));
+  const eventJson = JSON.stringify(events);
+  const eventInspect = inspect(events, { depth: 10 });
+  for (const t of texts) {
+    expect(argvText.includes(t), 'a secret in a remote argv').toBe(false);
+    expect(eventJson.includes(t), 'a secret in an event (JSON)').toBe(false);
+    expect(eventInspect.includes(t), 'a secret in an event (inspect)').toBe(false);
+  }
+}
+
+/** Per step index: the names of its remote facts (steps without any are left out). */
+function remoteFactKeys(p: Play, host: Host, inv: Inventory): Map<number, string[]> {
+  const out = new Map<number, string[]>();
+  p.steps.forEach((s, i) => {
+    const keys = Object.entries(s.task.facts(s.params, host, inv) as Record<string, FactSpec<unknown>>)
+      .filter(([, f]) => f.kind === 'remote')
+      .map(([k]) => k);
+    if (keys.length) out.set(i, keys.sort());
+  });
+  return out;
+}
+
+/**
+ * Every exec is a fact-gathering exec; each carries complete steps' fact sets (one step's keys, or
+ * several steps' keys prefixed `<index>:` when the executor batches them), and together they gather every
+ * step's facts exactly once — so there is never more than one exec per step.
+ */
+function expectOneGatherPerStep(execs: ExecRecord[], want: Map<number, string[]>): void {
+  expect(execs.every((e) => isFactExec(e.argv)), 'only fact-gathering execs').toBe(true);
+  expect(execs.length).toBeGreaterThan(0);
+  expect(execs.length).toBeLessThanOrEqual(want.size);
+  let covered = 0;
+  for (const e of execs) {
+    const keys = e.factKeys ?? [];
+    if (keys.length && keys.every((k) => /^\d+:/.test(k))) {
+      const groups = new Map<number, string[]>();
+      for (const k of keys) {
+        const [i, f] = [Number(k.slice(0, k.indexOf(':'))), k.slice(k.indexOf(':') + 1)];
+        groups.set(i, [...(groups.get(i) ?? []), f]);
+      }
+      for (const [i, fs] of groups) expect(fs.sort(), `step ${i}`).toEqual(want.get(i));
+      covered += groups.size;
+    } else {
+      expect([...want.values()].map((k) => JSON.stringify(k)), `an exec with a partial step: ${keys.join(',')}`).toContain(JSON.stringify([...keys].sort()));
+      covered += 1;
+    }
+  }
+  expect(covered, 'every step gathered exactly once').toBe(want.size);
+}
+
+/** A Transport exec that runs the command with the local /bin/sh (for gatherFacts' own wrapper). */
+async function realSh(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', input: typeof opts.stdin === 'string' ? opts.stdin : undefined, timeout: 10_000 });
+  return { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Overlapping disruptive windows among the given role. */
+function overlaps(windows: DownWindow[], role: string): [DownWindow, DownWindow][] {
+  const ws = windows.filter((w) => w.role === role);
+  const out: [DownWindow, DownWindow][] = [];
+  for (let i = 0; i < ws.length; i++)
+    for (let j = i + 1; j < ws.length; j++) {
+      const a = ws[i]!;
+      const b = ws[j]!;
+      if (a.enter < (b.exit ?? Infinity) && b.enter < (a.exit ?? Infinity)) out.push([a, b]);
+    }
+  return out;
+}
+
+describe('runPlaybook: provision.yml on a fleet still using the plaintext JWT', () => {
+  it('apply converges every node, a second apply changes nothing, and no secret leaks', async () => {
+    const fleet = legacyFleet();
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    const first = await run(fleet, playbook);
+
+    expect(first.summary).toMatchObject({ ok: true, changed: 4, unchanged: 0, failed: 0, skipped: 0 });
+    const inv = fleet.inventory;
+    const jwt = fleet.vault.current('secret', engineJwtKvPath(inv));
+    expect(jwt, 'seeded').toBeInstanceOf(Secret);
+    // once: seeded by exactly one host, even though four nodes ran the step
+    expect(fleet.vault.calls.filter((c) => c.method === 'kvWrite')).toHaveLength(1);
+
+    for (const n of inv.nodes) {
+      const h = fleet.host(n.name);
+      expect(h.mounts.get('/run/krypton-secrets')).toMatchObject({ fsType: 'tmpfs', sizeBytes: 1048576, noswap: true });
+      expect(h.files.get(AGENT_FILES.jwt)?.content.toString()).toBe(jwt!.revealText());
+      expect(h.files.get(AGENT_FILES.jwt)?.mode).toBe(0o600);
+      expect(h.files.has(AGENT_FILES.secretId), 'the agent consumed the secret_id file').toBe(false);
+      expect(h.envLines()).toContain('JWT_PATH=/run/krypton-secrets/jwt.hex');
+      expect(h.el.key?.toString('hex'), 'el/cl run on the new JWT').toBe(jwt!.revealText());
+      expect(h.restarts).toBe(1);
+      // secrets went only by SFTP, 0600, into the tmpfs
+      const secretPuts = fleet.putsOf(n.name).filter((p) => p.secret);
+      expect(secretPuts.map((p) => p.path).sort()).toEqual([AGENT_FILES.roleId, AGENT_FILES.secretId].sort());
+      for (const p of fleet.putsOf(n.name)) {
+        expect(p.mode).toBe(0o600);
+        expect(p.path.startsWith('/run/krypton-secrets/')).toBe(true);
+      }
+      expect(fleet.vault.policies.get(`krypton-node-473374-${n.name}`)).toContain('capabilities = ["read"]');
+    }
+    // the cosigner is not in "hosts: nodes"
+    expect(fleet.connects).not.toContain('cosigner-1');
+
+    // Restarts of validators never overlapped (max_validators_down: 1 in provision.yml).
+    expect(fleet.windows.filter((w) => w.role === 'validator')).toHaveLength(3);
+    expect(fleet.windows.every((w) => w.exit !== undefined)).toBe(true);
+    expect(overlaps(fleet.windows, 'validator')).toEqual([]);
+
+    // Second apply: nothing to do anywhere, and every step says why.
+    const opsBefore = fleet.ops.length;
+    const writesBefore = fleet.vault.writes().length;
+    const second = await run(fleet, playbook);
+    expect(second.summary).toMatchObject({ ok: true, changed: 0, unchanged: 4, failed: 0, skipped: 0 });
+    for (const n of inv.nodes) {
+      const steps = stepsOf(second.events, n.name);
+      expect(steps).toHaveLength(playbook.plays[0]!.steps.length);
+      for (const s of steps) {
+        expect(s.status).toBe('ok');
+        expect(s.reason?.trim()).toBeTruthy();
+      }
+    }
+    const secondOps = fleet.ops.slice(opsBefore);
+    expect(secondOps.filter((o) => o.kind === 'put')).toEqual([]);
+    expect(secondOps.filter((o) => o.kind === 'exec' && !isFactExec(o.argv))).toEqual([]);
+    expect(fleet.vault.writes().length).toBe(writesBefore);
+
+    expectNoSecretLeak(fleet, [...first.events, ...second.events], [OLD_HEX]);
+  });
+
+  it('fact gathering is ONE exec per step per host (or fewer), each carrying every remote fact of a step', async () => {
+    const fleet = legacyFleet();
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    await run(fleet, playbook);
+    const before = fleet.ops.length;
+    await run(fleet, playbook); // converged: every step gathers (at most) once and plans noChange
+    for (const n of fleet.inventory.nodes) {
+      const execs = fleet.ops.slice(before).filter((o): o is ExecRecord => o.kind === 'exec' && o.host === n.name);
+      expectOneGatherPerStep(execs, remoteFactKeys(playbook.plays[0]!, n, fleet.inventory));
+    }
+  });
+});
+
+describe('gatherFacts', () => {
+  const env = (fleet: FakeFleet): GatherEnv => ({
+    host: fleet.inventory.nodes[0]!,
+    inventory: fleet.inventory,
+    transport: undefined as unknown as Transport,
+    backends: fleet.backends,
+    runState: new Map(),
+    memo: (_k, get) => get(),
+  });
+  const remote = (script: string, parse: (out: string, code: number) => unknown = (o, c) => ({ out: o, code: c })): FactSpec<unknown> => ({ kind: 'remote', script, parse });
+
+  it('runs every remote fact of a step in ONE exec, laptop facts beside it, each snippet with its own exit status', async () => {
+    const fleet = legacyFleet();
+    const t = await fleet.connect(fleet.inventory.nodes[0]!);
+    const calls: string[][] = [];
+    const recording: Transport = { ...t, name: t.name, exec: async (argv, opts) => (calls.push(argv), realSh(argv, opts)), put: t.put.bind(t), forward: t.forward.bind(t), close: t.close.bind(t) };
+    const facts = await gatherFacts(
+      {
+        a: remote('echo one; echo two'),
+        b: remote("printf 'last line\\n'; exit 3"),
+        c: remote('echo "@@KF000000000000 c"; echo evil >&2; echo after'),
+        d: { kind: 'laptop', gather: async () => 'from the laptop' },
+      },
+      recording,
+      { ...env(fleet), transport: recording },
+    );
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.slice(0, 2)).toEqual(['sh', '-c']);
+    expect(facts).toEqual({
+      a: { out: 'one\ntwo', code: 0 },
+      b: { out: 'last line', code: 3 },
+      c: { out: '@@KF000000000000 c\nafter', code: 0 },
+      d: 'from the laptop',
+    });
+  });
+
+  // BUG (reported): the exit marker is echoed right after the snippet's output, so output without a final
+  // newline swallows the marker ("text@@KF…-exit 0") and the fact cannot be read (E_FACT).
+  it.fails('a snippet whose output has no final newline is still read', async () => {
+    const fleet = legacyFleet();
+    const t: Transport = { name: 'x', exec: realSh, put: async () => {}, forward: async () => { throw new Error('no'); }, close: async () => {} };
+    const facts = await gatherFacts({ b: remote("printf 'no newline'") }, t, { ...env(fleet), transport: t });
+    expect(facts).toEqual({ b: { out: 'no newline', code: 0 } });
+  });
+
+  it('a parser that throws is E_FACT naming the fact', async () => {
+    const fleet = legacyFleet();
+    const t: Transport = { name: 'x', exec: realSh, put: async () => {}, forward: async () => { throw new Error('no'); }, close: async () => {} };
+    await expect(gatherFacts({ m: remote('echo x', () => { throw new Error('bad line'); }) }, t, { ...env(fleet), transport: t })).rejects.toMatchObject({
+      code: 'E_FACT',
+      message: 'could not parse fact m: bad line',
+    });
+  });
+
+  it('output that cannot be split back into facts is E_FACT', async () => {
+    const fleet = legacyFleet();
+    const t: Transport = { name: 'x', exec: async () => ({ code: 127, stdout: '', stderr: 'sh: not found' }), put: async () => {}, forward: async () => { throw new Error('no'); }, close: async () => {} };
+    await expect(gatherFacts({ m: remote('echo x') }, t, { ...env(fleet), transport: t })).rejects.toMatchObject({ code: 'E_FACT', message: expect.stringContaining('could not read fact m from the host (exit 127') });
+  });
+});
+
+describe('runPlaybook: failures stay with their host', () => {
+  it('one failed host does not stop the others, and the summary counts it', async () => {
+    const fleet = legacyFleet();
+    fleet.host('val-2').failExec = (argv) =>
+      argv[0] === 'mount' ? { code: 32, stdout: '', stderr: 'mount: /run/krypton-secrets: permission denied.\n' } : undefined;
+    const { summary, events } = await run(fleet, pb(play({ hosts: 'nodes', steps: ['mount.tmpfs', 'agent.render-config'] })));
+
+    expect(summary).toMatchObject({ ok: false, changed: 3, unchanged: 0, failed: 1, skipped: 0 });
+    expect(summary.hosts['val-2']).toEqual({
+      status: 'failed',
+      error: {
+        code: 'E_SSH_EXEC',
+        message: expect.stringMatching(/^mount tmpfs at \/run\/krypton-secrets .*: `mount -t tmpfs -o .* krypton-secrets \/run\/krypton-secrets` exited with code 32: mount: \/run\/krypton-secrets: permission denied\.$/),
+        hint: expect.any(String),
+      },
+    });
+    for (const n of ['val-1', 'val-3', 'rpc-1']) {
+      expect(summary.hosts[n]?.status).toBe('changed');
+      expect(fleet.putsOf(n)).toHaveLength(2);
+    }
+    // val-2 stopped at its failed step: nothing of the next step ran there
+    expect(fleet.putsOf('val-2')).toEqual([]);
+    expect(events.some((e) => e.type === 'step-start' && e.host === 'val-2' && e.task === 'agent.render-config')).toBe(false);
+    const failedStep = stepsOf(events, 'val-2').find((s) => s.status === 'failed');
+    expect(failedStep).toMatchObject({ task: 'mount.tmpfs', error: { code: 'E_SSH_EXEC', host: 'val-2', task: 'mount.tmpfs' } });
+    expect(hostDone(events).map((e) => [e.host, e.status]).sort()).toEqual([
+      ['rpc-1', 'changed'],
+      ['val-1', 'changed'],
+      ['val-2', 'failed'],
+      ['val-3', 'changed'],
+    ]);
+    expect(events.at(-1)).toEqual({ type: 'summary', summary });
+  });
+
+  it('a host that cannot be reached fails with its connect error; the others go on', async () => {
+    const fleet = legacyFleet();
+    fleet.unreachable.add('rpc-1');
+    const { summary } = await run(fleet, pb(play({ hosts: 'nodes', steps: ['mount.tmpfs'] })));
+    expect(summary).toMatchObject({ failed: 1, changed: 3 });
+    expect(summary.hosts['rpc-1']).toMatchObject({ status: 'failed', error: { code: 'E_SSH_CONNECT' } });
+    expect(fleet.execsOf('rpc-1')).toEqual([]);
+  });
+
+  it('a refusal stops only that host, before anything is changed there', async () => {
+    const fleet = legacyFleet();
+    const v2 = fleet.host('val-2');
+    v2.dirs.add('/run/krypton-secrets');
+    v2.mounts.set('/run/krypton-secrets', { fsType: 'ext4', mode: '755', noswap: false });
+    const { summary, events } = await run(fleet, pb(play({ hosts: 'nodes', steps: ['mount.tmpfs', 'agent.render-config'] })));
+
+    expect(summary).toMatchObject({ ok: false, failed: 1, changed: 3 });
+    expect(summary.hosts['val-2']).toMatchObject({ status: 'failed', error: { code: 'E_PLAN_CONFLICT', message: '/run/krypton-secrets is a ext4 mount, not tmpfs' } });
+    // only the one fact-gathering exec ran on val-2; no put
+    expect(fleet.execsOf('val-2').map((e) => isFactExec(e.argv))).toEqual([true]);
+    expect(fleet.putsOf('val-2')).toEqual([]);
+    expect(events.filter((e) => e.type === 'step-start' && e.host === 'val-2').map((e) => (e as { task: string }).task)).toEqual(['mount.tmpfs']);
+    for (const n of ['val-1', 'val-3', 'rpc-1']) expect(fleet.putsOf(n)).toHaveLength(2);
+  });
+
+  it('serial: 1 halts the later waves after a failure (skipped, E_HALTED); nothing runs on them', async () => {
+    const fleet = legacyFleet();
+    fleet.host('val-1').failExec = (argv) => (argv[0] === 'mkdir' ? { code: 1, stdout: '', stderr: 'mkdir: read-only file system' } : undefined);
+    const { summary, events } = await run(fleet, pb(play({ hosts: 'validators', serial: [1], steps: ['mount.tmpfs'] })));
+
+    expect(summary).toMatchObject({ ok: false, changed: 0, unchanged: 0, failed: 1, skipped: 2 });
+    expect(summary.hosts['val-2']?.status).toBe('skipped');
+    expect(summary.hosts['val-3']?.status).toBe('skipped');
+    expect(fleet.connects).toEqual(['val-1']);
+    expect(fleet.execsOf('val-2')).toEqual([]);
+    expect(fleet.execsOf('val-3')).toEqual([]);
+    const skipped = hostDone(events).filter((e) => e.status === 'skipped');
+    expect(skipped.map((e) => e.host)).toEqual(['val-2', 'val-3']);
+    for (const e of skipped) expect(e.error?.code).toBe('E_HALTED');
+    expect(events.filter((e) => e.type === 'wave-start')).toHaveLength(1);
+  });
+
+  it('a failure in the last wave halts nothing', async () => {
+    const fleet = legacyFleet();
+    fleet.host('val-3').failExec = (argv) => (argv[0] === 'mkdir' ? { code: 1, stdout: '', stderr: 'no' } : undefined);
+    const { summary, events } = await run(fleet, pb(play({ hosts: 'validators', serial: [1, 2], steps: ['mount.tmpfs'] })));
+    expect(summary).toMatchObject({ failed: 1, changed: 2, skipped: 0 });
+    expect(events.filter((e) => e.type === 'wave-start').map((e) => (e as { hosts: string[] }).hosts)).toEqual([['val-1'], ['val-2', 'val-3']]);
+  });
+
+  it('a host that failed in one play is not run in the next', async () => {
+    const fleet = legacyFleet();
+    fleet.host('val-2').failExec = (argv) => (argv[0] === 'mkdir' ? { code: 1, stdout: '', stderr: 'no' } : undefined);
+    const { summary, events } = await run(fleet, pb(play({ hosts: 'nodes', steps: ['mount.tmpfs'] }), play({ name: 'second', hosts: 'nodes', steps: ['agent.render-config'] })));
+    expect(summary.hosts['val-2']?.status).toBe('failed');
+    expect(events.find((e) => e.type === 'play-start' && e.play === 'second')).toMatchObject({ hosts: ['val-1', 'val-3', 'rpc-1'] });
+    expect(fleet.putsOf('val-2')).toEqual([]);
+  });
+});
+
+describe('runPlaybook: the validator budget', () => {
+  /** Nodes provisioned on tmpfs with the current JWT, but el/cl still running on an older key. */
+  async function staleElFleet(): Promise<FakeFleet> {
+    const fleet = legacyFleet();
+    const inv = fleet.inventory;
+    const hex = new Secret('0031fa90a884717ceee535c1cbae9f0bc4542a8cb58eb21d8abcc06978f0ff2e');
+    fleet.vault.seed('secret', engineJwtKvPath(inv), hex);
+    for (const n of inv.nodes) {
+      const h = fleet.host(n.name);
+      h.mountTmpfs();
+      h.writeFile(AGENT_FILES.jwt, hex, 0o600);
+      h.writeFile(n.envFile, `JWT_PATH=${AGENT_FILES.jwt}\n`, 0o644);
+      h.el = { key: Buffer.from(OLD_HEX, 'hex'), up: true };
+      h.restartDownMs = 150;
+    }
+    return fleet;
+  }
+
+  it('with max_validators_down: 1, two validators are never down at once', async () => {
+    const fleet = await staleElFleet();
+    const { summary } = await run(fleet, pb(play({ hosts: 'nodes', maxValidatorsDown: 1, steps: ['node.restart-lockstep', 'engine.verify-auth'] })));
+    expect(summary).toMatchObject({ ok: true, changed: 4, failed: 0 });
+    const v = fleet.windows.filter((w) => w.role === 'validator');
+    expect(v).toHaveLength(3);
+    expect(v.every((w) => w.exit !== undefined && w.exit > w.enter)).toBe(true);
+    expect(overlaps(fleet.windows, 'validator')).toEqual([]);
+    // the rpc node is not held by the validator budget
+    expect(fleet.windows.filter((w) => w.role === 'rpc')).toHaveLength(1);
+  });
+
+  it('control: with max_validators_down: 3 the same run does overlap (so the check above can fail)', async () => {
+    const fleet = await staleElFleet();
+    const { summary } = await run(fleet, pb(play({ hosts: 'validators', maxValidatorsDown: 3, steps: ['node.restart-lockstep'] })));
+    expect(summary).toMatchObject({ ok: true, changed: 3 });
+    expect(overlaps(fleet.windows, 'validator').length).toBeGreaterThan(0);
+  });
+});
+
+describe('runPlaybook: plan mode', () => {
+  /** Half-provisioned: tmpfs mounted and the JWT seeded; el/cl already run on it through the legacy file. */
+  function halfProvisioned(): { fleet: FakeFleet; hex: Secret } {
+    const fleet = legacyFleet();
+    const inv = fleet.inventory;
+    const hex = new Secret('0031fa90a884717ceee535c1cbae9f0bc4542a8cb58eb21d8abcc06978f0ff2e');
+    fleet.vault.seed('secret', engineJwtKvPath(inv), hex);
+    for (const n of inv.nodes) {
+      const h = fleet.host(n.name);
+      h.mountTmpfs();
+      h.writeFile(n.legacyJwtPath, hex, 0o644);
+      h.startEl();
+    }
+    return { fleet, hex };
+  }
+
+  it('applies nothing: only the one fact-gathering exec per step, no put, no backend write', async () => {
+    const { fleet, hex } = halfProvisioned();
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    const snapshot = (name: string) => {
+      const h = fleet.host(name);
+      return JSON.stringify({ files: [...h.files.entries()].map(([p, f]) => [p, f.content.toString('hex'), f.mode]), mounts: [...h.mounts], agent: h.agent, el: h.el.key?.toString('hex') });
+    };
+    const before = new Map(fleet.inventory.nodes.map((n) => [n.name, snapshot(n.name)]));
+    const { summary, events } = await run(fleet, playbook, 'plan');
+
+    expect(summary).toMatchObject({ ok: true, failed: 0, changed: 4 });
+    expect(fleet.ops.filter((o) => o.kind === 'put')).toEqual([]);
+    expect(fleet.ops.filter((o) => o.kind === 'exec' && !isFactExec(o.argv))).toEqual([]);
+    expect(fleet.vault.writes()).toEqual([]);
+    for (const n of fleet.inventory.nodes) {
+      expect(snapshot(n.name), `${n.name} unchanged`).toBe(before.get(n.name));
+      expectOneGatherPerStep(fleet.execsOf(n.name), remoteFactKeys(playbook.plays[0]!, n, fleet.inventory));
+      // what would change is reported per step, with action descriptions
+      const steps = stepsOf(events, n.name);
+      expect(steps.find((s) => s.task === 'vault.deliver-secret-id')).toMatchObject({ status: 'changed', actions: [expect.stringContaining('deliver role_id and a secret_id')] });
+      expect(steps.find((s) => s.task === 'vault.seed-engine-jwt')).toMatchObject({ status: 'ok' });
+      expect(steps.find((s) => s.task === 'node.restart-lockstep')).toMatchObject({ status: 'changed' });
+    }
+    expectNoSecretLeak(fleet, events, [hex, OLD_HEX]);
+  });
+
+  // BUG (reported): plan ignores TaskDef.checkMode — on a fresh fleet the steps after mount.tmpfs /
+  // vault.seed-engine-jwt plan against facts that the earlier (unapplied) steps would have changed, refuse
+  // ("not a tmpfs mount", "no Engine-API JWT"), and every node is reported failed instead of "would change".
+  it.fails('plan on a fresh fleet reports what would change instead of failing every node', async () => {
+    const fleet = legacyFleet();
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    const { summary } = await run(fleet, playbook, 'plan');
+    expect(summary.failed).toBe(0);
+  });
+});
