@@ -20,6 +20,12 @@ import { cosignerAgentStart } from './cosigner-agent-start.ts';
 import { horcruxRenderConfig } from './horcrux-render-config.ts';
 import { horcruxStart } from './horcrux-start.ts';
 import { horcruxVerifyKeys } from './horcrux-verify-keys.ts';
+import { kmsSeedEngineJwt } from './kms-seed-engine-jwt.ts';
+import { kmsPutBlob } from './kms-put-blob.ts';
+import { kmsDecryptOnHost } from './kms-decrypt-on-host.ts';
+import { kmsInstallBootStep } from './kms-install-boot-step.ts';
+import { smSeedEngineJwt } from './sm-seed-engine-jwt.ts';
+import { smFetchOnHost } from './sm-fetch-on-host.ts';
 
 /** Every task a playbook may name, by id. */
 export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
@@ -45,5 +51,11 @@ export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
     horcruxRenderConfig,
     horcruxStart,
     horcruxVerifyKeys,
+    kmsSeedEngineJwt,
+    kmsPutBlob,
+    kmsDecryptOnHost,
+    kmsInstallBootStep,
+    smSeedEngineJwt,
+    smFetchOnHost,
   ].map((t) => [t.id, t as AnyTask]),
 );

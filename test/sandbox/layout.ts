@@ -16,15 +16,25 @@ export const DEFAULT_DIR = join(REPO_ROOT, '.sandbox');
 export const SANDBOX_SRC = dirname(fileURLToPath(import.meta.url));
 
 export const NETWORK_ID = '473374';
-export const BRIDGE = 'ksbr0';
-export const BRIDGE_ADDRESS = '198.18.0.1';
+/**
+ * `KRYPTON_SANDBOX_SLOT` (0-9, default 0) lets several sandboxes live on one machine (e.g. a reviewer's clone
+ * beside the main checkout): slot N uses bridge `ksbrN`, subnet 198.18.N.0/24, netns `ks-…` (slot 0) or
+ * `ksN-…`. Each slot's teardown touches only its own names.
+ */
+export const SLOT = (() => {
+  const raw = process.env['KRYPTON_SANDBOX_SLOT'] ?? '0';
+  if (!/^[0-9]$/.test(raw)) throw new SandboxError(`KRYPTON_SANDBOX_SLOT must be a digit 0-9, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+})();
+export const BRIDGE = `ksbr${SLOT}`;
+export const BRIDGE_ADDRESS = `198.18.${SLOT}.1`;
 export const PREFIX_LEN = 24;
 export const VAULT_PORT = 8200;
 export const VAULT_ADDRESS = `http://${BRIDGE_ADDRESS}:${VAULT_PORT}`;
 /** Every network namespace the sandbox makes is named `ks-<host>`; teardown removes all of them. */
-export const NETNS_PREFIX = 'ks-';
+export const NETNS_PREFIX = SLOT === 0 ? 'ks-' : `ks${SLOT}-`;
 /** Root-namespace side of each host's veth pair: `ksv<last octet>` (IFNAMSIZ allows 15 chars). */
-export const VETH_PREFIX = 'ksv';
+export const VETH_PREFIX = SLOT === 0 ? 'ksv' : `ks${SLOT}v`;
 
 export const MAX_NODES = 89; // 198.18.0.11 .. .99
 export const MAX_COSIGNERS = 50; // 198.18.0.101 .. .150
@@ -60,8 +70,8 @@ export interface HostSpec {
 /** Nodes val-1..val-N at 198.18.0.11.., cosigners cosigner-1..M at 198.18.0.101... */
 export function fleetSpec(nodes: number, cosigners: number): HostSpec[] {
   const out: HostSpec[] = [];
-  for (let i = 1; i <= nodes; i++) out.push({ name: `val-${i}`, kind: 'node', address: `198.18.0.${10 + i}` });
-  for (let i = 1; i <= cosigners; i++) out.push({ name: `cosigner-${i}`, kind: 'cosigner', address: `198.18.0.${100 + i}`, shardId: i });
+  for (let i = 1; i <= nodes; i++) out.push({ name: `val-${i}`, kind: 'node', address: `198.18.${SLOT}.${10 + i}` });
+  for (let i = 1; i <= cosigners; i++) out.push({ name: `cosigner-${i}`, kind: 'cosigner', address: `198.18.${SLOT}.${100 + i}`, shardId: i });
   return out;
 }
 
