@@ -3,6 +3,7 @@ import { createBackends } from '../backends/registry.ts';
 import { checkLimit } from '../executor/select.ts';
 import { loadInventory } from '../inventory/loader.ts';
 import { runVerify } from '../verify/run.ts';
+import type { CheckRow } from '../verify/checks.ts';
 import { makeConnector } from './connect.ts';
 
 /**
@@ -16,6 +17,7 @@ export async function verifyCommand(
   const inventory = await loadInventory(f.inventory);
   const limit = checkLimit(inventory, f.limit);
   const connector = makeConnector(inventory, { acceptNew: false });
+  const rows: CheckRow[] = [];
   try {
     const summary = await runVerify({
       inventory,
@@ -23,8 +25,12 @@ export async function verifyCommand(
       concurrency: f.concurrency,
       backends: createBackends(inventory),
       connect: (h) => connector.get(h),
-      onRow: (r) => out(f.json ? JSON.stringify({ type: 'check', ...r }) : `${r.host}  ${r.check}  ${r.ok ? 'pass' : 'FAIL'}  ${r.detail}`),
+      onRow: (r) => (f.json ? out(JSON.stringify({ type: 'check', ...r })) : rows.push(r)),
     });
+    // Plain output: grouped by host in inventory order (JSON rows stream as they come).
+    const order = [...inventory.nodes, ...inventory.cosigners].map((h) => h.name);
+    rows.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
+    for (const r of rows) out(`${r.host}  ${r.check}  ${r.ok ? 'pass' : 'FAIL'}  ${r.detail}`);
     if (f.json) out(JSON.stringify({ type: 'summary', ...summary }));
     else out(`${summary.ok ? '✔' : '✖'} ${summary.passed} passed, ${summary.failed} failed${summary.ok ? '' : ` (${Object.entries(summary.hosts).filter(([, h]) => !h.ok).map(([n, h]) => `${n}: ${h.failed.join(', ')}`).join('; ')})`}`);
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
