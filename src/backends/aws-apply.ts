@@ -63,7 +63,7 @@ export function fetchFailure(a: Pick<FetchOnHostAction, 'backend' | 'subject' | 
         regionSource: 'the region the operator resolved',
         endpoint: a.endpointUrl,
         identity: `${host}'s AWS identity`,
-        policyHint: `allow ${action} for ${host}'s identity under that context only (krypton-secrets render writes iam/<node>-policy.json), and check the region`,
+        policyHint: `allow ${action} for ${host}'s identity under that context only (krypton-secrets render writes ${host}/iam-policy.json), and check the region`,
       });
     }
     return new KryptonError('E_KMS', `${host}: the aws CLI failed for ${a.subject}: ${tail || 'no error output'}`, { hint: 'run the same aws command on the host to see why' });

@@ -72,7 +72,7 @@ export function createKmsBackend(settings: AwsSettings, client?: KMSClient): Kms
       regionSource: r?.source,
       endpoint: settings.endpoint,
       identity: "the operator's AWS identity",
-      policyHint: `allow ${action} for the operator's identity (krypton-secrets render writes iam/admin-policy.json), and check the region`,
+      policyHint: `allow ${action} for the operator's identity (krypton-secrets render writes iam-admin-policy.json), and check the region`,
     };
   };
   const checkArnRegion = async (keyId: string | undefined, subject: string): Promise<void> => {

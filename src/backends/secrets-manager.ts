@@ -78,7 +78,7 @@ export function createSecretsManagerBackend(settings: AwsSettings, client?: Secr
       regionSource: r?.source,
       endpoint: settings.endpoint,
       identity: "the operator's AWS identity",
-      policyHint: `allow ${action} on krypton/* secrets for the operator's identity (krypton-secrets render writes iam/admin-policy.json), and check the region`,
+      policyHint: `allow ${action} on krypton/* secrets for the operator's identity (krypton-secrets render writes iam-admin-policy.json), and check the region`,
     };
   };
   const notFound = (err: unknown): boolean => (err as { name?: string })?.name === 'ResourceNotFoundException';

@@ -81,9 +81,9 @@ export function toKryptonError(err: unknown, fallback: ErrorCode = 'E_INTERNAL')
 
 const TOKEN_PATTERNS: RegExp[] = [
   /\b(hvs|hvb|hvr|s|b|r)\.[A-Za-z0-9_-]{20,}/g, // Vault/OpenBao service, batch and recovery tokens
-  /\b[0-9a-f]{64}\b/gi, // 32-byte hex secrets (the Engine-API JWT)
+  /(?<![0-9a-f])(?:0x)?[0-9a-f]{64}(?![0-9a-f])/gi, // 32-byte hex secrets (the Engine-API JWT), with or without 0x
   /\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, // JWTs
-  /(X-Vault-Token|Authorization)["']?\s*[:=]\s*["']?[^\s"',}]+/gi,
+  /(X-Vault-Token|Authorization)["']?\s*[:=]\s*["']?(?:(?:Bearer|Basic|Token)\s+)?[^\s"',}]+/gi,
   /\bAKIA[0-9A-Z]{16}\b/g,
   /(aws_secret_access_key|SecretAccessKey|secret_id|wrapping_token|client_token)["']?\s*[:=]\s*["']?[^\s"',}]+/gi,
 ];

@@ -84,7 +84,7 @@ export interface TaskDef<P = unknown, F extends Record<string, FactSpec<unknown>
   facts(params: P, host: Host, inventory: Inventory): F;
   plan(params: P, facts: FactValues<F>, ctx: PlanContext): Plan;
   /** Poll after apply until the plan is noChange: interval and timeout in milliseconds. */
-  settle?: { intervalMs: number; timeoutMs: number };
+  settle?: Settle | ((params: P) => Settle);
   /**
    * `validator-budget`: applying this task takes a node down (a restart). The executor holds the play's
    * budget (`max_validators_down` for validators) from apply until the task converges.
@@ -101,6 +101,12 @@ export interface TaskDef<P = unknown, F extends Record<string, FactSpec<unknown>
 /** Identity helper that keeps `TaskDef` generics inferred at the definition site. */
 export function defineTask<P, F extends Record<string, FactSpec<unknown>>>(def: TaskDef<P, F>): TaskDef<P, F> {
   return def;
+}
+
+/** How to wait for a task to converge after apply: poll interval and overall timeout, milliseconds. */
+export interface Settle {
+  intervalMs: number;
+  timeoutMs: number;
 }
 
 /** A task with its generics erased, as the registry and executor hold it. */

@@ -87,6 +87,14 @@ export function validate<T>(
       }
       continue;
     }
+    if (issue.code === 'invalid_key') {
+      // A bad map key (e.g. a host name): point at the key itself and say what a key must look like.
+      const parent = path.slice(0, -1);
+      const key = String(path[path.length - 1]);
+      const why = (issue as { issues?: { message: string }[] }).issues?.map((i) => i.message).join('; ') || issue.message;
+      lines.push(`${locate(source, parent, key)}: ${dotted(path)}: invalid name ${JSON.stringify(key)}: ${why}`);
+      continue;
+    }
     lines.push(`${locate(source, path)}: ${dotted(path) || '(top level)'}: ${issue.message}`);
   }
   throw new KryptonError(code, `${what} ${source.file} is not valid:\n  ${lines.join('\n  ')}`, {

@@ -32,7 +32,9 @@ export async function gatherFacts(
   );
   if (remote.length) {
     const b = `KF${randomBytes(6).toString('hex')}`;
-    const script = remote.map(([k, s]) => `echo '@@${b} ${k}'\n( ${s.script}\n) </dev/null 2>/dev/null\necho "@@${b}-exit $?"`).join('\n');
+    // The exit fence starts on a new line even when a snippet's output lacks a final newline; the parser
+    // drops that one extra line break again.
+    const script = remote.map(([k, s]) => `echo '@@${b} ${k}'\n( ${s.script}\n) </dev/null 2>/dev/null\nprintf '\\n@@${b}-exit %s\\n' "$?"`).join('\n');
     const res = await transport.exec(['sh', '-c', script], { timeoutMs: 30_000 });
     const sections = splitSections(res.stdout, b);
     for (const [k, s] of remote) {
@@ -60,7 +62,7 @@ function splitSections(stdout: string, b: string): Map<string, { stdout: string;
   let buf: string[] = [];
   for (const line of lines) {
     if (line.startsWith(`@@${b}-exit `)) {
-      if (cur !== undefined) map.set(cur, { stdout: buf.join('\n'), exit: Number(line.slice(b.length + 8)) });
+      if (cur !== undefined) map.set(cur, { stdout: buf.join('\n').replace(/\n$/, ''), exit: Number(line.slice(b.length + 8)) });
       cur = undefined;
       buf = [];
     } else if (line.startsWith(`@@${b} `)) {

@@ -69,7 +69,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
         for (const h of wave) {
           const st = states.get(h.name)!;
           if (st.status !== 'failed') {
-            st.status = st.status === 'changed' ? 'changed' : 'skipped';
+            st.status = 'skipped'; // whatever earlier plays did, this host did not reach the playbook's end state
             o.sink({ type: 'host-done', host: h.name, status: 'skipped', error: new KryptonError('E_HALTED', `not run: an earlier wave of "${play.name}" failed`, { hint: 'fix the failed host, then run again (or --resume)' }) });
           }
         }
@@ -166,6 +166,12 @@ async function runHostPlay(
       }
     } catch (err) {
       const e = toKryptonError(err);
+      // plan: once an earlier step would change this host, later steps see today's state, not the planned
+      // one — a refusal there (e.g. "not a tmpfs mount" before mount.tmpfs ran) is no failure, only unknown.
+      if (o.mode === 'plan' && state.status === 'changed' && (e.code === 'E_PLAN_CONFLICT' || e.code === 'E_INPUT' || e.code === 'E_FACT')) {
+        o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'skipped', reason: `depends on the changes planned above (today: ${e.message})`, durationMs: Date.now() - started });
+        continue;
+      }
       fail(o, host, state, e, task.id, step.name, Date.now() - started);
       return;
     }
@@ -201,19 +207,20 @@ async function runStep(
       const wroteBackend = await applyAction(action, env.transport, o.backends, runState);
       if (wroteBackend) memo.clear();
     }
-    if (task.settle) {
-      const deadline = Date.now() + task.settle.timeoutMs;
+    const settle = typeof task.settle === 'function' ? task.settle(step.params) : task.settle;
+    if (settle) {
+      const deadline = Date.now() + settle.timeoutMs;
       // The pending restart (if any) was this step's to do: converged now means "nothing left to do".
       const after = { ...ctx, restartPending: false };
       let last: Plan = await plan(after);
       while (last.kind !== 'noChange') {
         if (last.kind === 'refuse' && Date.now() >= deadline) throw last.error;
         if (Date.now() >= deadline) {
-          throw new KryptonError('E_TIMEOUT', `${task.id} did not converge within ${Math.round(task.settle.timeoutMs / 1000)} s: still ${describePlan(last)}`, {
+          throw new KryptonError('E_TIMEOUT', `${task.id} did not converge within ${Math.round(settle.timeoutMs / 1000)} s: still ${describePlan(last)}`, {
             hint: 'look at the service logs on the host (e.g. /var/log/krypton/, journalctl -u krypton-vault-agent)',
           });
         }
-        await new Promise((r) => setTimeout(r, task.settle!.intervalMs));
+        await new Promise((r) => setTimeout(r, settle.intervalMs));
         last = await plan(after);
       }
     }

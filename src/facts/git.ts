@@ -14,10 +14,10 @@ export function gitStatusOf(path: string): RemoteFact<GitFact> {
     kind: 'remote',
     script: [
       `d=$(dirname -- ${p})`,
-      `if command -v git >/dev/null 2>&1 && [ -d "$d" ] && top=$(git -C "$d" rev-parse --show-toplevel 2>/dev/null); then`,
+      `if command -v git >/dev/null 2>&1 && [ -d "$d" ] && top=$(git -c safe.directory='*' -C "$d" rev-parse --show-toplevel 2>/dev/null); then`,
       `  echo "@repo $top"`,
-      `  if git -C "$top" ls-files --error-unmatch -- ${p} >/dev/null 2>&1; then echo "@tracked yes"; else echo "@tracked no"; fi`,
-      `  echo "@history $(git -C "$top" log --all --format=%H -- ${p} 2>/dev/null | wc -l)"`,
+      `  if git -c safe.directory='*' -C "$top" ls-files --error-unmatch -- ${p} >/dev/null 2>&1; then echo "@tracked yes"; else echo "@tracked no"; fi`,
+      `  echo "@history $(git -c safe.directory='*' -C "$top" log --all --format=%H -- ${p} 2>/dev/null | wc -l)"`,
       `else echo "@repo none"; fi`,
     ].join('\n'),
     parse: parseGitFact,

@@ -79,7 +79,8 @@ function toModel(file: string, raw: InventoryFile): Inventory {
         proxyJump: n.proxy_jump,
       },
       deployDir,
-      envFile: n.env_file ?? d.env_file ?? `${deployDir}/.env`,
+      // A node's own deploy_dir moves its env file and old plaintext path unless it names them too.
+      envFile: n.env_file ?? (n.deploy_dir ? `${deployDir}/.env` : (d.env_file ?? `${deployDir}/.env`)),
       restart: n.restart ?? d.restart ?? [...NODE_DEFAULTS.restart],
       agent: {
         start: n.agent?.start ?? d.agent?.start ?? agentStartDefault(raw.vault.agent_binary),
@@ -90,7 +91,7 @@ function toModel(file: string, raw: InventoryFile): Inventory {
         group: n.jwt?.group ?? d.jwt?.group,
         mode: normaliseMode(n.jwt?.mode ?? d.jwt?.mode ?? NODE_DEFAULTS.jwtMode),
       },
-      legacyJwtPath: n.legacy_jwt_path ?? d.legacy_jwt_path ?? `${deployDir}/jwt.hex`,
+      legacyJwtPath: n.legacy_jwt_path ?? (n.deploy_dir ? `${deployDir}/jwt.hex` : (d.legacy_jwt_path ?? `${deployDir}/jwt.hex`)),
     };
   });
   const cosigners: CosignerHost[] = Object.entries(raw.cosigners ?? {}).map(([name, c]) => ({

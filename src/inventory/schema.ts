@@ -4,7 +4,7 @@ import { z } from 'zod';
 export const octalMode = z.string({
   error: (iss) =>
     typeof iss.input === 'number'
-      ? `expected a quoted octal mode such as "0600"; a bare number (${iss.input}) is read by YAML as decimal — write it in quotes`
+      ? `expected a quoted octal mode such as "0600"; a bare YAML number (read as ${iss.input}) is not a mode string — write it in quotes`
       : 'expected a quoted octal mode such as "0600"',
 }).regex(/^0?[0-7]{3}$/, 'expected an octal mode such as "0600" (three octal digits, optional leading 0)');
 

@@ -16,8 +16,8 @@
  * "Condition keys for AWS KMS" (kms:EncryptionContext:, kms:ResourceAliases, kms:ViaService) and
  * Secrets Manager "Authentication and access control" (resource ARN with `-??????`).
  */
-import type { Inventory } from '../inventory/model.ts';
-import { ENGINE_JWT_PURPOSE, engineJwtContext, smSecretName } from './kms-host.ts';
+import type { Inventory, NodeHost } from '../inventory/model.ts';
+import { BOOT_FILES, ENGINE_JWT_PURPOSE, engineJwtContext, renderBootScript, renderBootUnit, smSecretName } from './kms-host.ts';
 
 /** What render may know beyond the inventory (the sandbox knows all of it; an operator may pass it). */
 export interface IamRenderOptions {
@@ -174,4 +174,23 @@ function mergeConditions(...blocks: (Record<string, Record<string, string>> | un
 /** A policy document as the file `render` writes (2-space JSON, trailing newline). */
 export function policyJson(doc: IamPolicyDocument): string {
   return `${JSON.stringify(doc, null, 2)}\n`;
+}
+
+/**
+ * The AWS files `krypton-secrets render` writes for review (no AWS call; none holds a secret): per node its
+ * IAM policy and, when `kms.region` is known, the boot-time script and systemd unit exactly as
+ * kms.install-boot-step installs them with its default params; once, the operator's IAM policy.
+ */
+export function renderAwsReviewFiles(inv: Inventory, nodes: NodeHost[]): { admin: [string, string]; perNode: Map<string, [string, string][]> } {
+  const perNode = new Map<string, [string, string][]>();
+  for (const node of nodes) {
+    const files: [string, string][] = [['iam-policy.json', policyJson(renderNodeIamPolicy(inv, node.name))]];
+    if (inv.kms?.region && inv.kms.decrypt !== 'operator') {
+      const o = { tmpfsSizeBytes: 1 << 20, attempts: 5, before: ['docker.service'] };
+      const target = { region: inv.kms.region, ...(inv.kms.endpointUrl ? { endpointUrl: inv.kms.endpointUrl } : {}) };
+      files.push([BOOT_FILES.script.split('/').pop()!, renderBootScript(inv, node, target, o)], [BOOT_FILES.unitName, renderBootUnit(inv, node, o)]);
+    }
+    perNode.set(node.name, files);
+  }
+  return { admin: ['iam-admin-policy.json', policyJson(renderAdminIamPolicy(inv))], perNode };
 }

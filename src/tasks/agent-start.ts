@@ -37,5 +37,5 @@ export const agentStart = defineTask({
     );
   },
   // No triggersRestart: a re-rendered value shows as an Engine API that rejects it, which restarts el and cl.
-  settle: { intervalMs: 250, timeoutMs: 30_000 },
+  settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
 });

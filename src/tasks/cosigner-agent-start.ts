@@ -9,8 +9,9 @@ import { asCosigner, cosignerAgentRestartReason, describeStored, keyFileStatus, 
 /**
  * cosigner.agent-start — (re)start the cosigner's Vault Agent with its configured command and wait until the
  * key dir holds `ecies_keys.json` and `<chain-id>_shard.json`, mode 0600, whose SHA-256 equal the backend's
- * values (daemon mode: also a running agent holding a token). Does nothing when that already holds. Refuses
- * when the backend holds no key files for the cosigner, or when the files match but have a wider mode.
+ * values (daemon mode: also a running agent holding a token). Does nothing when that already holds; puts the
+ * mode (and `horcrux.owner`) back when the files match but were chmod-ed. Refuses when the backend holds no key
+ * files for the cosigner.
  * A change here makes `horcrux.start` restart Horcrux (it reads its keys at start).
  */
 export const cosignerAgentStart = defineTask({
@@ -30,9 +31,19 @@ export const cosignerAgentStart = defineTask({
     const s = cosignerSettings(inventory, c);
     const why = cosignerAgentRestartReason(inventory.vault.agentMode, agent, keyDir, stored, s);
     if (!why) {
+      // Same bytes as the backend, but someone chmod-ed / chown-ed a file: put mode (and owner) back.
       const wide = keyFileStatus(keyDir, stored, s).filter((f) => f.mode !== '0600' || (s.owner && f.owner !== s.owner));
       if (wide.length) {
-        return refuse('E_PLAN_CONFLICT', `${wide.map((f) => `${f.name} has mode ${f.mode} owner ${f.owner}`).join(', ')}; expected 0600${s.owner ? ` owned by ${s.owner}` : ''}`, 'check the template perms/user in vault-agent.hcl, then apply again');
+        const own = s.owner ? `${s.owner}${s.group ? `:${s.group}` : ''}` : undefined;
+        return change(
+          ...wide.flatMap((f) => {
+            const path = s.keyFiles[f.kind];
+            return [
+              ...(f.mode !== '0600' ? [act.exec(['chmod', '0600', '--', path], `restore mode 0600 on ${path} (was ${f.mode})`)] : []),
+              ...(own && f.owner !== s.owner ? [act.exec(['chown', own, '--', path], `give ${path} back to ${own} (was ${f.owner})`)] : []),
+            ];
+          }),
+        );
       }
       return noChange(`key files in ${s.keyDir} match the backend (${describeStored(stored, s)}), mode 0600`);
     }

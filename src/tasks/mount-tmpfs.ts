@@ -9,21 +9,23 @@ export const mountTmpfsParams = z
   .strictObject({
     path: absolutePath.default(SECRETS_DIR),
     /** Size of the tmpfs in bytes (default 1 MiB). */
-    size_bytes: z.number().int().min(4096).max(1 << 30).default(1 << 20),
+    size_bytes: z.number().int().min(4096).max(1 << 30).multipleOf(4096, 'expected whole 4096-byte pages (the kernel rounds a tmpfs size up to pages)').default(1 << 20),
     /** Mode of the mount root, octal string. */
     mode: octalMode.default('0700'),
   })
   .prefault({});
 
-/** The `-o` options for the tmpfs: `size=<bytes>,mode=<octal>,nosuid,nodev,noexec` plus `noswap` on 6.4+. */
+/** The `-o` options for a new tmpfs: `size=<bytes>,mode=<octal>,nosuid,nodev,noexec` plus `noswap` on 6.4+. */
 export function tmpfsOptions(sizeBytes: number, mode: string, k: KernelFact): string {
   return [`size=${sizeBytes}`, `mode=${mode.replace(/^0(?=\d{3}$)/, '')}`, 'nosuid', 'nodev', 'noexec', ...(k.supportsNoswap ? ['noswap'] : [])].join(',');
 }
 
-function matches(m: MountFact, sizeBytes: number, mode: string, k: KernelFact): boolean {
-  const wantMode = mode.padStart(4, '0');
-  return m.sizeBytes === sizeBytes && m.mode === wantMode && (!k.supportsNoswap || m.options.includes('noswap'));
+/** Options a remount can change: size and the mount flags (tmpfs ignores `mode=` and refuses `noswap` on remount). */
+function remountOptions(sizeBytes: number): string {
+  return `remount,size=${sizeBytes},nosuid,nodev,noexec`;
 }
+
+const FLAGS = ['nosuid', 'nodev', 'noexec'];
 
 /**
  * mount.tmpfs — ensure a tmpfs is mounted at `path` (default /run/krypton-secrets) with `size_bytes` and
@@ -49,10 +51,15 @@ export const mountTmpfs = defineTask({
         act.exec(['mount', '-t', 'tmpfs', '-o', options, 'krypton-secrets', p.path], `mount tmpfs at ${p.path} (${options})`),
       );
     }
-    if (matches(mount, p.size_bytes, p.mode, k)) {
-      return noChange(`tmpfs at ${p.path} already ${p.size_bytes} bytes, mode ${p.mode}${k.supportsNoswap ? ', noswap' : ''}`);
+    const wantMode = p.mode.padStart(4, '0');
+    const actions = [];
+    if (mount.sizeBytes !== p.size_bytes || !FLAGS.every((f) => mount.options.includes(f))) {
+      actions.push(act.exec(['mount', '-o', remountOptions(p.size_bytes), p.path], `remount ${p.path} with size ${p.size_bytes} bytes, nosuid,nodev,noexec`));
     }
-    return change(act.exec(['mount', '-o', `remount,${options}`, p.path], `remount ${p.path} with ${options}`));
+    if (mount.mode !== wantMode) actions.push(act.exec(['chmod', wantMode, '--', p.path], `chmod ${p.path} from ${mount.mode} to ${wantMode}`));
+    if (actions.length) return change(...actions);
+    const swapNote = k.supportsNoswap && !mount.options.includes('noswap') ? ' (mounted without noswap; a remount cannot add it: unmount it and re-run to get it)' : '';
+    return noChange(`tmpfs at ${p.path} already ${p.size_bytes} bytes, mode ${wantMode}${mount.options.includes('noswap') ? ', noswap' : ''}${swapNote}`);
   },
   settle: { intervalMs: 200, timeoutMs: 5000 },
 });

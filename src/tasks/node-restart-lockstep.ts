@@ -24,6 +24,6 @@ export const nodeRestartLockstep = defineTask({
     const why = restartPending ? 'JWT_PATH changed' : `the Engine API does not accept the current JWT yet (${probe.detail})`;
     return change(act.exec(node.restart, `restart el and cl together: ${why}`, { cwd: node.deployDir }));
   },
-  settle: { intervalMs: 500, timeoutMs: 60_000 },
+  settle: (p) => ({ intervalMs: 500, timeoutMs: p.timeout_seconds * 1000 }),
   disruptive: true,
 });

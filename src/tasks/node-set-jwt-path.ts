@@ -21,9 +21,11 @@ export const nodeSetJwtPath = defineTask({
     const file = asNode(host).envFile;
     const want = AGENT_FILES.jwt;
     if (!env.fileExists) return refuse('E_PLAN_CONFLICT', `compose env file ${file} does not exist`, 'set env_file (or deploy_dir) for this node in the inventory');
-    if (env.values.length === 1 && env.values[0] === want) return noChange(`${file} already has JWT_PATH=${want}`);
+    if (env.values.length >= 1 && env.values.every((v) => v === want)) return noChange(`${file} already has JWT_PATH=${want}`);
     if (env.values.length === 0) {
-      return change(act.exec(['sh', '-c', 'printf "%s\\n" "$1" >> "$2"', 'sh', `JWT_PATH=${want}`, file], `append JWT_PATH=${want} to ${file}`));
+      // Start a new line first when the file does not end with one, so the last line is not extended.
+      const script = 'if [ -s "$2" ] && [ -n "$(tail -c 1 -- "$2")" ]; then printf "\\n" >> "$2"; fi; printf "%s\\n" "$1" >> "$2"';
+      return change(act.exec(['sh', '-c', script, 'sh', `JWT_PATH=${want}`, file], `append JWT_PATH=${want} to ${file}`));
     }
     return change(
       act.exec(['sed', '-i', '-E', `s#^([[:space:]]*(export[[:space:]]+)?)JWT_PATH=.*#\\1JWT_PATH=${want}#`, file], `set JWT_PATH=${want} in ${file} (was ${env.values.join(', ')})`),

@@ -22,6 +22,7 @@ export const vaultDeliverSecretId = defineTask({
   facts: () => ({ mount: mountAt(SECRETS_DIR), agent: agentState(), jwt: expectedEngineJwt() }),
   plan(_p, { mount, agent, jwt }, { inventory, host }) {
     if (mount?.fsType !== 'tmpfs') return refuse('E_PLAN_CONFLICT', `${SECRETS_DIR} is not a tmpfs mount`, 'run mount.tmpfs first');
+    if (!jwt) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
     const why = agentRestartReason(inventory.vault.agentMode, agent, jwt);
     if (!why) return noChange(`agent authenticated (pid ${agent.pid ?? '-'}); no secret_id needed`);
     const role = nodeRoleName(inventory.network, host.name);

@@ -53,6 +53,10 @@ async function main(argv: string[]): Promise<number> {
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   console.log(`sandbox up in ${seconds} s (${info.dir})`);
   console.log(`  OpenBao   ${info.vault.address} (dev, root token in ${rel}/env; approle enabled, KV v2 at secret/)`);
+  if (info.aws) {
+    console.log(`  moto      ${info.aws.endpoint} (IAM enforced; region ${info.aws.region}; CMK ${info.aws.keyAlias} = ${info.aws.keyArn})`);
+    console.log(`            operator ${info.aws.admin.arn} (keys in ${rel}/env); each node: its own identity in /root/.aws, kms:Decrypt / GetSecretValue only`);
+  }
   for (const h of Object.values(info.hosts)) {
     const what = h.kind === 'node' ? `node, ${h.role}${info.plaintextJwt ? ', el/cl on plaintext jwt.hex' : ''}` : `cosigner, shard ${h.shardId}`;
     console.log(`  ${h.name.padEnd(12)} root@${h.address}  (${what})`);

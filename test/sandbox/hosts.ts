@@ -68,10 +68,14 @@ export interface HostFiles {
  * tools + a `bao` symlink to the real binary). With `plaintextJwt` (nodes), writes the old-style
  * world-readable jwt.hex, JWT_PATH and bootstrap.sh into the deploy dir.
  */
-export async function layoutHost(dir: string, spec: HostSpec, o: { authorizedKeys: string; baoBin: string; plaintextJwtHex?: string }): Promise<HostFiles> {
+export async function layoutHost(
+  dir: string,
+  spec: HostSpec,
+  o: { authorizedKeys: string; baoBin: string; plaintextJwtHex?: string; backend?: 'vault' | 'kms' | 'secrets-manager' },
+): Promise<HostFiles> {
   const hostDir = join(dir, 'hosts', spec.name);
   const binds: Record<string, string> = {};
-  for (const b of hostBinds(spec.kind)) {
+  for (const b of hostBinds(spec.kind, o.backend)) {
     binds[b.at] = join(hostDir, b.sub);
     mkdirSync(binds[b.at]!, { recursive: true, mode: 0o755 });
   }
@@ -227,13 +231,15 @@ export async function killSshd(netns: string): Promise<void> {
 
 /**
  * A reboot, keeping the host's sshd listener: SIGKILL every other process of the host (sessions,
- * el/cl, agents …), unmount /run with everything mounted under it (e.g. /run/krypton-secrets), and
- * mount a fresh, booted /run. Persistent dirs are untouched.
+ * el/cl, agents …), unmount /run with everything mounted under it (e.g. /run/krypton-secrets) and any tmpfs
+ * mounted under /opt (a cosigner's key dir), and mount a fresh, booted /run. Persistent dirs are untouched.
  */
 export async function rebootHost(netns: string, holderPid: number, sshdPid: number | null): Promise<void> {
   const keep = new Set([holderPid, sshdPid ?? -1]);
   await killAndWait((await netnsPids(netns)).filter((p) => !keep.has(p)), 'SIGKILL');
-  await runOk('nsenter', ['-t', String(holderPid), '-m', '--', 'sh', '-c', ['set -e', 'umount -R /run 2>/dev/null || umount -R -l /run', bootRunScript()].join('\n')], {
+  // tmpfs mounts on the persistent dirs (a cosigner's key dir under /opt/horcrux) vanish at a reboot too.
+  const optTmpfs = `for m in $(findmnt -rn -t tmpfs -o TARGET | grep '^/opt/' | sort -r); do umount -l "$m"; done`;
+  await runOk('nsenter', ['-t', String(holderPid), '-m', '--', 'sh', '-c', ['set -e', optTmpfs, 'umount -R /run 2>/dev/null || umount -R -l /run', bootRunScript()].join('\n')], {
     env: HOST_SESSION_ENV,
   });
 }

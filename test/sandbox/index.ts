@@ -34,6 +34,7 @@ import {
 } from './layout.ts';
 import { configureHostNet, execInHost, killSshd, layoutHost, netnsPids, rebootHost, rootNetLines, startHolder, startSshd } from './hosts.ts';
 import { BAO_SERVER_MATCH, readyBaoServer, spawnBaoServer } from './openbao.ts';
+import { MOTO_MATCH, awsEnv, bootstrapMoto, spawnMoto, writeHostAwsConfig, type SandboxAws } from './moto.ts';
 import { renderEnvFile, renderHostsJson, renderInventory, renderKnownHosts, sandboxEnv } from './outputs.ts';
 import { defaultThreshold, generateHorcruxKeys, writeHorcruxKeys } from './horcrux-keys.ts';
 import { SandboxError, killAndWait, pidAlive, procArgv, run, runOk, type RunResult } from './proc.ts';
@@ -43,13 +44,17 @@ export type { Backend, SandboxHost, SandboxInfo } from './state.ts';
 export type { RunResult } from './proc.ts';
 export { SandboxError } from './proc.ts';
 export { DEFAULT_DIR, VAULT_ADDRESS, BRIDGE_ADDRESS, NETWORK_ID } from './layout.ts';
+export { MOTO_ADDRESS, AWS_REGION, KMS_KEY_ALIAS, type SandboxAws, type AwsKey } from './moto.ts';
 
 export interface SandboxUpOptions {
   /** Number of validator nodes, val-1..val-N (1..89). */
   hosts: number;
   /** Number of Horcrux cosigners, cosigner-1..M (0..50, default 0). */
   cosigners?: number;
-  /** Secret backend written into inventory.yml (default 'vault'; 'kms' and 'secrets-manager' are not yet supported). */
+  /**
+   * Secret backend written into inventory.yml (default 'vault'). 'kms' / 'secrets-manager' also start moto with
+   * IAM enforcement, a CMK (alias/krypton-engine-jwt) and an AWS identity per node in its /root/.aws.
+   */
   backend?: Backend;
   /** Start nodes the old way: plaintext /opt/krypton/jwt.hex (0644), JWT_PATH to it, el/cl running. */
   plaintextJwt?: boolean;
@@ -70,8 +75,7 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
   const backend = opts.backend ?? 'vault';
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > MAX_NODES) throw new SandboxError(`hosts must be an integer 1..${MAX_NODES}, got ${nodes}`);
   if (!Number.isInteger(cosigners) || cosigners < 0 || cosigners > MAX_COSIGNERS) throw new SandboxError(`cosigners must be an integer 0..${MAX_COSIGNERS}, got ${cosigners}`);
-  if (backend !== 'vault') {
-    if (backend === 'kms' || backend === 'secrets-manager') throw new SandboxError(`backend ${backend} is not yet supported by the sandbox (moto is installed; wiring it up is a later task)`);
+  if (backend !== 'vault' && backend !== 'kms' && backend !== 'secrets-manager') {
     throw new SandboxError(`unknown backend ${String(backend)} (vault|kms|secrets-manager)`);
   }
   if (process.getuid?.() !== 0) throw new SandboxError('the sandbox needs root (network namespaces, mounts)');
@@ -116,7 +120,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
   const authorizedKeys = join(dir, 'authorized_keys');
 
   // Root-namespace mountpoints for the hosts' bind mounts (the filesystem is shared, the mounts are not).
-  for (const at of new Set(specs.flatMap((s) => hostBinds(s.kind).map((b) => b.at)))) ensureDir(at, state, save);
+  for (const at of new Set(specs.flatMap((s) => hostBinds(s.kind, o.backend).map((b) => b.at)))) ensureDir(at, state, save);
 
   // Bridge, namespaces and veth pairs in one `ip -batch` (recorded first, for teardown).
   state.resources.bridge = BRIDGE;
@@ -141,6 +145,11 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
   const bao = spawnBaoServer(dir, o.baoBin, rootToken);
   state.resources.pids.push({ pid: bao.pid, what: 'bao server', match: BAO_SERVER_MATCH });
   save();
+  const moto = o.backend === 'vault' ? undefined : spawnMoto(dir, o.venvBin);
+  if (moto) {
+    state.resources.pids.push({ pid: moto.pid, what: 'moto server', match: MOTO_MATCH[0]! });
+    save();
+  }
 
   await operatorKey;
   writeFileSync(authorizedKeys, readFileSync(`${files.identityFile}.pub`), { mode: 0o600 });
@@ -149,7 +158,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     specs.map(async (s) => {
       const netns = netnsOf(s.name);
       const [hf] = await Promise.all([
-        layoutHost(dir, s, { authorizedKeys, baoBin: o.baoBin, plaintextJwtHex: o.plaintextJwt && s.kind === 'node' ? randomBytes(32).toString('hex') : undefined }),
+        layoutHost(dir, s, { authorizedKeys, baoBin: o.baoBin, backend: o.backend, plaintextJwtHex: o.plaintextJwt && s.kind === 'node' ? randomBytes(32).toString('hex') : undefined }),
         configureHostNet(netns, s.address, PREFIX_LEN),
       ]);
       const holderPid = await startHolder(netns, hf.binds, join(hf.hostDir, 'holder.log'));
@@ -176,6 +185,12 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
   const hosts = up.map((u) => u.host);
 
   await readyBaoServer(bao, rootToken);
+  let aws: SandboxAws | undefined;
+  if (moto && o.backend !== 'vault') {
+    const nodeHosts = hosts.filter((h) => h.kind === 'node');
+    aws = await bootstrapMoto(moto, nodeHosts.map((h) => h.name), o.backend);
+    for (const h of nodeHosts) writeHostAwsConfig(h.binds['/root/.aws']!, aws.hosts[h.name]!);
+  }
 
   if (o.plaintextJwt) {
     await Promise.all(
@@ -188,11 +203,21 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     );
   }
 
-  const { vars, pathPrefix } = sandboxEnv(rootToken, dirname(o.baoBin), o.venvBin);
+  const { vars: baoVars, pathPrefix } = sandboxEnv(rootToken, dirname(o.baoBin), o.venvBin);
+  const vars = { ...baoVars, ...(aws ? awsEnv(aws) : {}) };
   writeFileSync(files.env, renderEnvFile(vars, pathPrefix), { mode: 0o600 });
   writeFileSync(files.knownHosts, renderKnownHosts(up.map((u) => ({ address: u.host.address, publicKeyLine: readFileSync(u.hf.hostKeyPub, 'utf8') }))));
   writeFileSync(files.hostsJson, renderHostsJson(hosts));
-  writeFileSync(files.inventory, renderInventory({ backend: o.backend, identityFile: files.identityFile, knownHosts: files.knownHosts, hosts }));
+  writeFileSync(
+    files.inventory,
+    renderInventory({
+      backend: o.backend,
+      identityFile: files.identityFile,
+      knownHosts: files.knownHosts,
+      hosts,
+      ...(aws ? { kms: { keyId: aws.keyAlias, region: aws.region, endpointUrl: aws.endpoint } } : {}),
+    }),
+  );
   // Horcrux key generation output to import (cosigner_<N>/ecies_keys.json, <chain-id>_shard.json).
   const horcruxKeys = o.cosigners ? join(dir, 'horcrux-keys') : undefined;
   if (horcruxKeys) writeHorcruxKeys(horcruxKeys, generateHorcruxKeys({ shards: o.cosigners, threshold: defaultThreshold(o.cosigners), chainId: NETWORK_ID }), NETWORK_ID);
@@ -203,6 +228,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     backend: o.backend,
     plaintextJwt: o.plaintextJwt,
     vault: { address: VAULT_ADDRESS, token: rootToken, pid: bao.pid },
+    ...(aws ? { aws } : {}),
     baoBin: o.baoBin,
     venvBin: o.venvBin,
     ssh: { user: 'root', identityFile: files.identityFile, knownHosts: files.knownHosts },
@@ -246,6 +272,7 @@ export async function sandboxDown(dir: string = DEFAULT_DIR): Promise<void> {
   for (const ns of netns) for (const p of await netnsPids(ns)) victims.add(p);
   for (const r of res.pids) if (pidAlive(r.pid) && procArgv(r.pid).join(' ').includes(r.match)) victims.add(r.pid);
   for (const p of strayBaoServers()) victims.add(p);
+  for (const p of strayMotoServers()) victims.add(p);
   victims.delete(process.pid);
   await killAndWait([...victims], 'SIGKILL');
 
@@ -274,6 +301,17 @@ function strayBaoServers(): number[] {
     if (!/^\d+$/.test(e)) continue;
     const argv = procArgv(Number(e));
     if (argv.includes('server') && argv.includes(BAO_SERVER_MATCH)) out.push(Number(e));
+  }
+  return out;
+}
+
+/** Pids of our moto servers on the sandbox address (from an `up` whose state file is lost). */
+function strayMotoServers(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const argv = procArgv(Number(e)).join(' ');
+    if (MOTO_MATCH.every((m) => argv.includes(m))) out.push(Number(e));
   }
   return out;
 }

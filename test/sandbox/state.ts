@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostKind } from './layout.ts';
+import type { SandboxAws } from './moto.ts';
 import { SandboxError } from './proc.ts';
 
 export type Backend = 'vault' | 'kms' | 'secrets-manager';
@@ -48,6 +49,8 @@ export interface SandboxInfo {
     token: string;
     pid: number;
   };
+  /** With `backend: kms|secrets-manager`: moto (IAM enforced), the CMK and every identity (sandbox-only keys). */
+  aws?: SandboxAws;
   /** The real OpenBao binary (not the venv's Python wrapper) and the project venv's bin dir. */
   baoBin: string;
   venvBin: string;

@@ -90,9 +90,8 @@ cosigners:
       ['node', 'val-2', 'validator'],
       ['node', 'rpc-1', 'rpc'],
     ]);
-    expect(inv.cosigners).toEqual([
-      { kind: 'cosigner', name: 'cosigner-1', conn: { address: '10.0.1.1' }, shardId: 1, keyDir: '/opt/horcrux/keys' },
-    ]);
+    expect(inv.cosigners).toHaveLength(1);
+    expect(inv.cosigners[0]).toMatchObject({ kind: 'cosigner', name: 'cosigner-1', conn: { address: '10.0.1.1' }, shardId: 1, keyDir: '/opt/horcrux/keys' });
   });
 
   it('address defaults to the inventory name (an ssh_config alias)', () => {
@@ -167,7 +166,7 @@ describe('parseInventory: bad input is refused at file:line:col', () => {
   it('mode as a bare number says to quote it', () => {
     const e = refusal('network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt:\n      mode: 0600\n');
     expect(issueLines(e)).toEqual([
-      'inv.yml:6:13: nodes.val-1.jwt.mode: expected a quoted octal mode such as "0600"; a bare number (600) is read by YAML as decimal — write it in quotes',
+      'inv.yml:6:13: nodes.val-1.jwt.mode: expected a quoted octal mode such as "0600"; a bare YAML number (read as 600) is not a mode string — write it in quotes',
     ]);
   });
 

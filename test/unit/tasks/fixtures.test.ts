@@ -13,8 +13,10 @@
  *   !secret <text>                 a Secret holding <text>; the runner fails the fixture when that text appears
  *                                  in JSON.stringify(plan) or util.inspect(plan, {depth: 10})
  *   !rendered_sha256 <which>       SHA-256 of what the renderer produces for this fixture's inventory and host:
- *                                  `vault-agent.hcl`, `jwt.ctmpl` or `node-policy` (so a config change does not
- *                                  need every "current" fixture's digest pasted again)
+ *                                  `vault-agent.hcl` (node or cosigner), `jwt.ctmpl`, `node-policy`,
+ *                                  `ecies_keys.ctmpl`, `shard.ctmpl`, `horcrux-config.yaml`, `cosigner-policy`
+ *                                  (so a renderer change does not need every "current" digest pasted again)
+ *   !rendered <which>              the rendered text itself (e.g. a live policy that is current)
  *
  * A top-level fact given as `null` is handed to `plan` as `undefined` (facts say "absent" with undefined).
  * The runner also fails: a noChange without a non-empty reason, a refusal without a message or hint, an
@@ -33,20 +35,26 @@ import { Secret, sha256Hex } from '../../../src/core/secret.ts';
 import { change, defineTask, noChange, type AnyTask, type Plan, type PlanContext } from '../../../src/core/task.ts';
 import { act } from '../../../src/core/action.ts';
 import { parseInventory } from '../../../src/inventory/loader.ts';
-import type { Host, Inventory, NodeHost } from '../../../src/inventory/model.ts';
+import type { CosignerHost, Host, Inventory } from '../../../src/inventory/model.ts';
+import { renderCosignerAgentConfig, renderCosignerPolicy, renderKeyTemplate } from '../../../src/horcrux/agent.ts';
+import { renderHorcruxConfig } from '../../../src/horcrux/config.ts';
 import { renderAgentConfig, renderJwtTemplate, renderNodePolicy } from '../../../src/render/vault-agent.ts';
 import { TASKS } from '../../../src/tasks/index.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const FIXTURE_INVENTORIES = join(HERE, '..', 'fixtures');
 
-/** Placeholder for `!rendered_sha256 <which>`, resolved once the fixture's inventory and host are known. */
+/** Placeholder for `!rendered_sha256 <which>` / `!rendered <which>`, resolved once the inventory and host are known. */
 class RenderedDigest {
-  constructor(readonly which: string) {}
+  constructor(readonly which: string, readonly text = false) {}
 }
 
 const RENDERERS: Record<string, (inv: Inventory, host: Host) => string> = {
-  'vault-agent.hcl': (inv, host) => renderAgentConfig(inv, host as NodeHost),
+  'vault-agent.hcl': (inv, host) => (host.kind === 'node' ? renderAgentConfig(inv, host) : renderCosignerAgentConfig(inv, host as CosignerHost)),
+  'ecies_keys.ctmpl': (inv, host) => renderKeyTemplate(inv, host.name, 'ecies'),
+  'shard.ctmpl': (inv, host) => renderKeyTemplate(inv, host.name, 'shard'),
+  'horcrux-config.yaml': (inv, host) => renderHorcruxConfig(inv, host as CosignerHost),
+  'cosigner-policy': (inv, host) => renderCosignerPolicy(inv, host.name),
   'jwt.ctmpl': (inv, host) => renderJwtTemplate(inv, host.name),
   'node-policy': (inv, host) => renderNodePolicy(inv, host.name),
 };
@@ -84,10 +92,15 @@ function readFixture(file: string, text = readFileSync(file, 'utf8')): { fixture
   };
   const renderedTag: ScalarTag = {
     tag: '!rendered_sha256',
-    identify: (v) => v instanceof RenderedDigest,
+    identify: (v) => v instanceof RenderedDigest && !v.text,
     resolve: (text: string) => new RenderedDigest(text.trim()),
   };
-  const raw: unknown = parse(text, { customTags: [secretTag, renderedTag], strict: true, uniqueKeys: true });
+  const renderedTextTag: ScalarTag = {
+    tag: '!rendered',
+    identify: (v) => v instanceof RenderedDigest && v.text,
+    resolve: (text: string) => new RenderedDigest(text.trim(), true),
+  };
+  const raw: unknown = parse(text, { customTags: [secretTag, renderedTag, renderedTextTag], strict: true, uniqueKeys: true });
   const r = fixtureSchema.safeParse(raw);
   if (!r.success) throw new Error(`${file}: not a valid task fixture:\n${z.prettifyError(r.error)}`);
   return { fixture: r.data, secrets };
@@ -108,8 +121,8 @@ function inventory(name: string): Inventory {
 function resolvePlaceholders(v: unknown, inv: Inventory, host: Host): unknown {
   if (v instanceof RenderedDigest) {
     const render = RENDERERS[v.which];
-    if (!render) throw new Error(`!rendered_sha256 ${v.which}: expected one of ${Object.keys(RENDERERS).join(', ')}`);
-    return sha256Hex(render(inv, host));
+    if (!render) throw new Error(`!rendered ${v.which}: expected one of ${Object.keys(RENDERERS).join(', ')}`);
+    return v.text ? render(inv, host) : sha256Hex(render(inv, host));
   }
   if (Array.isArray(v)) return v.map((x) => resolvePlaceholders(x, inv, host));
   if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
