@@ -2,6 +2,8 @@
  * `import-horcrux`: put the output of Horcrux's key generation (`cosigner_<N>/ecies_keys.json`,
  * `cosigner_<N>/<chain-id>_shard.json`) into the backend, one subtree per cosigner, all or nothing:
  *
+ * Vault: KV v2 `horcrux/<cosigner>/{ecies,shard}`; KMS: blobs bound to `{purpose, network, cosigner}` (kms.ts).
+ *
  * 1. read and check every file (src/horcrux/keys.ts) against the inventory's cosigners and threshold — any
  *    problem refuses the whole import before the backend is contacted;
  * 2. read what the backend holds: identical files are left alone (a second import changes nothing); different
@@ -24,7 +26,8 @@ import { shortFingerprint } from '../core/secret.ts';
 import type { Inventory } from '../inventory/model.ts';
 import { horcruxChainId } from './config.ts';
 import { readAndValidateKeySet, type HorcruxKeyFile, type ValidatedKeySet } from './keys.ts';
-import { vaultHorcruxStore, type HorcruxStore, type StoredHorcruxKey } from './store.ts';
+import { kmsHorcruxStore } from './kms.ts';
+import { kmsOf, vaultHorcruxStore, type HorcruxStore, type StoredHorcruxKey } from './store.ts';
 
 export interface ImportOptions {
   dir: string;
@@ -70,7 +73,8 @@ interface Planned {
 /** The store for the inventory's backend. */
 export function horcruxStoreFor(backends: Backends, inv: Inventory): HorcruxStore {
   if (inv.backend === 'vault') return vaultHorcruxStore(backends, inv);
-  throw new KryptonError('E_INPUT', `import-horcrux does not support backend ${inv.backend} yet`, { hint: 'use backend: vault' });
+  if (inv.backend === 'kms') return kmsHorcruxStore(inv, kmsOf(backends));
+  throw new KryptonError('E_INPUT', `import-horcrux does not support backend ${inv.backend}`, { hint: 'use backend: vault or kms' });
 }
 
 export async function importHorcrux(o: ImportOptions): Promise<ImportResult> {

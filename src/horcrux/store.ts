@@ -4,7 +4,7 @@
  *
  * Vault/OpenBao: KV v2 `<kv_mount>/krypton/<network>/horcrux/<cosigner>/ecies` and `…/shard`, the file's exact
  * text in the field `json` (so the Vault Agent renders it byte for byte and SHA-256 of the rendered file equals
- * SHA-256 of the imported one).
+ * SHA-256 of the imported one). KMS: context-bound blobs next to the inventory (src/horcrux/kms.ts).
  */
 import type { Backends } from '../backends/registry.ts';
 import { horcruxPath, type HorcruxKind } from '../backends/vault-paths.ts';
@@ -12,6 +12,16 @@ import { KryptonError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
 import type { LaptopFact } from '../core/task.ts';
 import type { Inventory } from '../inventory/model.ts';
+import type { KmsBackend } from '../backends/kms.ts';
+import { kmsHorcruxStore } from './kms.ts';
+
+/** The KMS backend of a run (throws when this build's Backends has none). */
+export function kmsOf(backends: Backends): () => KmsBackend {
+  return () => {
+    if (!backends.kms) throw new KryptonError('E_INTERNAL', "this build's backends have no KMS", { hint: 'report this: createBackends provides it' });
+    return backends.kms();
+  };
+}
 
 /** The KV v2 field holding a key file's text. */
 export const HORCRUX_KV_FIELD = 'json';
@@ -44,8 +54,9 @@ export function horcruxSource(inv: Inventory, cosigner: string, kind: HorcruxKin
  * Throws E_INPUT when the stored value has no `json` field, E_VAULT… on backend errors.
  */
 export async function readStoredHorcruxKey(backends: Backends, inv: Inventory, cosigner: string, kind: HorcruxKind): Promise<StoredHorcruxKey | undefined> {
+  if (inv.backend === 'kms') return (await kmsHorcruxStore(inv, kmsOf(backends)).read(cosigner, kind)).current;
   if (inv.backend !== 'vault') {
-    throw new KryptonError('E_INPUT', `Horcrux keys with backend ${inv.backend} are not supported yet`, { hint: 'use backend: vault for cosigners' });
+    throw new KryptonError('E_INPUT', `Horcrux keys with backend ${inv.backend} are not supported`, { hint: 'use backend: vault or kms for cosigners' });
   }
   const path = horcruxPath(inv.network, cosigner, kind);
   const kv = await backends.vault().kvRead(inv.vault.kvMount, path);

@@ -20,6 +20,8 @@ import { cosignerAgentStart } from './cosigner-agent-start.ts';
 import { horcruxRenderConfig } from './horcrux-render-config.ts';
 import { horcruxStart } from './horcrux-start.ts';
 import { horcruxVerifyKeys } from './horcrux-verify-keys.ts';
+import { cosignerPutBlobs } from './cosigner-put-blobs.ts';
+import { cosignerKmsDecrypt } from './cosigner-kms-decrypt.ts';
 import { kmsSeedEngineJwt } from './kms-seed-engine-jwt.ts';
 import { kmsPutBlob } from './kms-put-blob.ts';
 import { kmsDecryptOnHost } from './kms-decrypt-on-host.ts';
@@ -51,6 +53,8 @@ export const TASKS: ReadonlyMap<string, AnyTask> = new Map(
     horcruxRenderConfig,
     horcruxStart,
     horcruxVerifyKeys,
+    cosignerPutBlobs,
+    cosignerKmsDecrypt,
     kmsSeedEngineJwt,
     kmsPutBlob,
     kmsDecryptOnHost,
