@@ -10,7 +10,10 @@ import { engineProbe, readEngineJwt } from '../facts/inputs.ts';
 import { kernel, mountAt } from '../facts/mount.ts';
 import { gatherFacts } from '../executor/facts.ts';
 import { Semaphore } from '../executor/semaphore.ts';
-import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../inventory/model.ts';
+import { SECRETS_DIR, type CosignerHost, type Host, type Inventory, type NodeHost } from '../inventory/model.ts';
+import { cosignerSettings } from '../horcrux/config.ts';
+import { homeState, type HomeFact } from '../horcrux/facts.ts';
+import { horcruxVerifyKeys } from '../tasks/horcrux-verify-keys.ts';
 import { AGENT_FILES, engineJwtKvPath, nodeRoleName } from '../render/vault-agent.ts';
 import type { Transport } from '../transport/transport.ts';
 import { nodeChecks, type CheckRow, type NodeAuditFacts } from './checks.ts';
@@ -60,7 +63,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifySummary> {
         }
         try {
           if (h.kind === 'node') for (const r of await auditNode(o, h, transport, memo)) emit(r);
-          else emit({ host: h.name, check: 'cosigner', ok: true, detail: 'cosigner checks are made by the cosigner bring-up playbook' });
+          else for (const r of await auditCosigner(o, h, transport, memo)) emit(r);
         } catch (err) {
           const e = toKryptonError(err);
           emit({ host: h.name, check: 'audit', ok: false, detail: `${e.code}: ${e.message}` });
@@ -83,11 +86,10 @@ export async function runVerify(o: VerifyOptions): Promise<VerifySummary> {
   return summary;
 }
 
-async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
-  const inv = o.inventory;
-  const env: GatherEnv = {
-    host: node,
-    inventory: inv,
+function gatherEnv(o: VerifyOptions, host: Host, transport: Transport, memo: Map<string, Promise<unknown>>): GatherEnv {
+  return {
+    host,
+    inventory: o.inventory,
     transport,
     backends: o.backends,
     runState: new Map(),
@@ -97,6 +99,11 @@ async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport,
       return p;
     },
   };
+}
+
+async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
+  const inv = o.inventory;
+  const env = gatherEnv(o, node, transport, memo);
   const vault = inv.backend === 'vault';
   const facts = (await gatherFacts(
     {
@@ -152,4 +159,40 @@ async function policyCapabilities(env: GatherEnv, node: NodeHost): Promise<NodeA
   } finally {
     if (token) await vault.write('auth/token/revoke', { token }).catch(() => undefined);
   }
+}
+
+const TMPFS_LIKE = new Set(['tmpfs', 'ramfs']);
+
+/**
+ * A cosigner's audit: `cosigner.keys` is horcrux.verify-keys's judgement (key dir a tmpfs, 0700, holding only
+ * this cosigner's two files, 0600, equal to the backend's, Horcrux running); `cosigner.state` checks that
+ * `state/` (the double-sign high-water marks) is on persistent disk.
+ */
+async function auditCosigner(o: VerifyOptions, c: CosignerHost, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
+  const inv = o.inventory;
+  const s = cosignerSettings(inv, c);
+  const env = gatherEnv(o, c, transport, memo);
+  const verifyKeys = horcruxVerifyKeys;
+  const facts = await gatherFacts({ ...verifyKeys.facts({}, c, inv), home: homeState(s) }, transport, env);
+  const plan = verifyKeys.plan({}, facts as never, { host: c, inventory: inv, restartPending: false, resume: false });
+  const home = facts['home'] as HomeFact;
+  return [
+    {
+      host: c.name,
+      check: 'cosigner.keys',
+      ok: plan.kind === 'noChange',
+      detail: plan.kind === 'noChange' ? plan.reason : plan.kind === 'refuse' ? plan.error.message : 'unexpected plan',
+    },
+    {
+      host: c.name,
+      check: 'cosigner.state',
+      ok: home.state === 'dir' && !TMPFS_LIKE.has(home.stateFsType),
+      detail:
+        home.state !== 'dir'
+          ? `${s.stateDir} is ${home.state === 'absent' ? 'missing' : 'not a directory'}`
+          : TMPFS_LIKE.has(home.stateFsType)
+            ? `${s.stateDir} is on ${home.stateFsType}: the double-sign state would vanish at reboot`
+            : `${s.stateDir} is on persistent disk (${home.stateFsType})`,
+    },
+  ];
 }

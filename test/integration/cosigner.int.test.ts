@@ -22,16 +22,6 @@ const KINDS = ['ecies', 'shard'] as const;
 const fileOf = { ecies: 'ecies_keys.json', shard: `${CHAIN}_shard.json` } as const;
 
 /** Waits until no other sandbox (netns ks-*, this slot's prefix) is up on this machine: integration tests share one. */
-async function waitForFreeSandbox(timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const busy = existsSync('/var/run/netns') && (await readdir('/var/run/netns')).some((n) => n.startsWith(NETNS_PREFIX));
-    if (!busy) return;
-    if (Date.now() > until) throw new Error('another sandbox (netns ks-*) stayed up; not tearing down someone else\'s run');
-    await new Promise((r) => setTimeout(r, 2000));
-  }
-}
-
 async function kvStatus(info: SandboxInfo, path: string, token = info.vault.token): Promise<{ status: number; json?: string }> {
   const res = await fetch(`${info.vault.address}/v1/${path}`, { headers: { 'X-Vault-Token': token } });
   const body = (await res.json().catch(() => undefined)) as { data?: { data?: { json?: string } } } | undefined;
@@ -83,7 +73,6 @@ describe('Horcrux cosigner bring-up through Vault (real sshd, OpenBao, bao agent
   const want: Record<string, Record<'ecies' | 'shard', string>> = {};
 
   beforeAll(async () => {
-    await waitForFreeSandbox(20 * 60_000);
     info = await sandboxUp({ hosts: 1, cosigners: 3 });
     keys = info.files.horcruxKeys!;
     for (const [i, c] of COSIGNERS.entries()) {
@@ -255,6 +244,24 @@ describe('Horcrux cosigner bring-up through Vault (real sshd, OpenBao, bao agent
     expect((await hostExec('cosigner-3', ['stat', '-c', '%a', `${KEY_DIR}/${fileOf.shard}`])).stdout.trim()).toBe('600');
   });
 
+  it('verify audits each cosigner: key dir on tmpfs with only its own files, state/ on persistent disk', async () => {
+    const limit = ['--limit', COSIGNERS.join(',')];
+    const ok = await cli(info, ['verify', '-i', info.files.inventory, ...limit, '--json']);
+    expect(ok.code, ok.stdout).toBe(0);
+    const rows = ok.events.filter((e) => e['type'] === 'check');
+    expect(rows.map((e) => `${e['host']} ${e['check']}`).sort()).toEqual(COSIGNERS.flatMap((c) => [`${c} cosigner.keys`, `${c} cosigner.state`]).sort());
+    await hostExec('cosigner-1', ['sh', '-c', `echo '{}' > ${KEY_DIR}/stray.json`]);
+    try {
+      const bad = await cli(info, ['verify', '-i', info.files.inventory, ...limit, '--json']);
+      expect(bad.code).toBe(1);
+      const failed = bad.events.filter((e) => e['type'] === 'check' && e['ok'] === false);
+      expect(failed.map((e) => `${e['host']} ${e['check']}`)).toEqual(['cosigner-1 cosigner.keys']);
+      expect(String(failed[0]?.['detail'])).toContain('stray.json');
+    } finally {
+      await hostExec('cosigner-1', ['rm', '-f', `${KEY_DIR}/stray.json`]);
+    }
+  });
+
   it('--shred-source shreds the local files only after the stored fingerprints are verified', async () => {
     const copy = join(info.dir, 'keys-to-shred');
     await mkdir(copy);
@@ -291,7 +298,6 @@ describe('Horcrux cosigner bring-up with KMS blobs (moto, operator-side decrypt)
   const want: Record<string, Record<'ecies' | 'shard', string>> = {};
 
   beforeAll(async () => {
-    await waitForFreeSandbox(20 * 60_000);
     info = await sandboxUp({ hosts: 1, cosigners: 3, backend: 'kms' });
     const aws = info.aws!;
     rootEnv = { AWS_ACCESS_KEY_ID: aws.root.accessKeyId, AWS_SECRET_ACCESS_KEY: aws.root.secretAccessKey };
