@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError, toKryptonError } from '../core/errors.ts';
 import type { RunEvent } from '../core/events.ts';
@@ -17,6 +20,17 @@ import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
 import type { Backends } from '../backends/registry.ts';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
+
+// `krypton-secrets verify | head -1`: a closed pipe ends the output quietly, not with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
+const PACKAGE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const PACKAGE_VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+/** The shipped rotation playbook, found next to the package whatever the current directory. */
+const DEFAULT_ROTATE_PLAYBOOK = join(PACKAGE_ROOT, 'playbooks/rotate-jwt.yml');
 const err = (line: string) => process.stderr.write(`${line}\n`);
 
 interface RunFlags {
@@ -94,6 +108,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('krypton-secrets')
     .description("Put a Krypton fleet's non-consensus secrets in place over SSH, into tmpfs, from Vault/OpenBao or AWS KMS.")
+    .version(PACKAGE_VERSION, '-V, --version')
     .showHelpAfterError()
     .exitOverride();
   let code = 0;
@@ -115,7 +130,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   runFlags(program.command('rollback-jwt').description('write the previous Engine-API JWT version back as the current one, then move the nodes to it (rotate-jwt waves)'))
     .option('--to-version <n>', 'roll back to this version instead of the one before the current', positiveInt)
-    .option('-p, --playbook <file>', 'the rotation playbook whose waves move the nodes', 'playbooks/rotate-jwt.yml')
+    .option('-p, --playbook <file>', 'the rotation playbook whose waves move the nodes', DEFAULT_ROTATE_PLAYBOOK)
     .action(async (f: RunFlags & { toVersion?: number; playbook: string }) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
@@ -126,6 +141,11 @@ export async function main(argv: string[]): Promise<number> {
         for (const node of scopes) {
           const versions = await backends.engineJwtVersions(node);
           const target = f.toVersion ?? versions[1]?.version;
+          if (target !== undefined && target === versions[0]?.version) {
+            throw new KryptonError('E_INPUT', `v${target} is already the current Engine-API JWT${node ? ` of ${node}` : ''}: nothing to roll back to`, {
+              hint: `pick an older live version (${versions.slice(1).map((v) => `v${v.version}`).join(', ') || 'none'}), or run apply ${f.playbook} --resume to move the nodes to the current one`,
+            });
+          }
           if (target === undefined || !versions.some((v) => v.version === target)) {
             throw new KryptonError('E_INPUT', `no live version ${target ?? '(previous)'} of the Engine-API JWT${node ? ` of ${node}` : ''} to roll back to (live: ${versions.map((v) => `v${v.version}`).join(', ') || 'none'})`, {
               hint: 'pass --to-version with a live version',

@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KryptonError } from '../core/errors.ts';
 import { checkLimit } from '../executor/select.ts';
 import { loadInventory } from '../inventory/loader.ts';
 import { renderAgentConfig, renderJwtTemplate, renderNodePolicy, nodeRoleName } from '../render/vault-agent.ts';
@@ -22,6 +23,11 @@ export async function renderCommand(f: { inventory: string; out: string; limit?:
     await mkdir(f.out, { recursive: true });
     await writeFile(join(f.out, aws.admin[0]), aws.admin[1], { mode: 0o644 });
     print(`operator: ${join(f.out, aws.admin[0])}`);
+  }
+  if (inv.backend === 'vault' && !inv.vault.agentAddress) {
+    throw new KryptonError('E_VAULT_CONFIG', 'no Vault address for the hosts\' agents: the inventory sets neither vault.address nor vault.agent_address, and BAO_ADDR/VAULT_ADDR are unset', {
+      hint: 'set vault.agent_address (Vault as the hosts reach it) in the inventory',
+    });
   }
   for (const node of inv.nodes.filter((n) => !limit || limit.has(n.name))) {
     const dir = join(f.out, node.name);

@@ -42,7 +42,7 @@ export function renderCosignerAgentConfig(inv: Inventory, c: CosignerHost): stri
   const v = inv.vault;
   const s = cosignerSettings(inv, c);
   const role = cosignerRoleName(inv, c.name);
-  const address = v.agentAddress ?? v.address ?? 'https://127.0.0.1:8200';
+  const address = v.agentAddress ?? v.address ?? '';
   const oneshot = v.agentMode === 'oneshot';
   const template = (source: string, destination: string) => [
     'template {',

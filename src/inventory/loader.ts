@@ -19,26 +19,26 @@ export const NODE_DEFAULTS = {
  * E_INVENTORY naming `file:line:col` for syntax errors, duplicate keys, unknown keys, wrong types,
  * duplicate host names or addresses across `nodes` and `cosigners`.
  */
-export async function loadInventory(file: string): Promise<Inventory> {
+export async function loadInventory(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Inventory> {
   const abs = resolve(file);
   const { source, value } = await loadYaml(abs, 'E_INVENTORY');
-  return buildInventory(source, value);
+  return buildInventory(source, value, env);
 }
 
 /** As {@link loadInventory}, from text (for tests). */
-export function parseInventory(file: string, text: string): Inventory {
+export function parseInventory(file: string, text: string, env: NodeJS.ProcessEnv = {}): Inventory {
   const { source, value } = parseYaml(file, text, 'E_INVENTORY');
-  return buildInventory(source, value);
+  return buildInventory(source, value, env);
 }
 
-function buildInventory(source: YamlSource, value: unknown): Inventory {
+function buildInventory(source: YamlSource, value: unknown, env: NodeJS.ProcessEnv): Inventory {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new KryptonError('E_INVENTORY', `${source.file}:1:1: expected a mapping with network, nodes, … at the top level`, {
       hint: 'see inventory/testnet.yml for the shape',
     });
   }
   const raw = validate(source, inventorySchema, value, 'E_INVENTORY', 'inventory');
-  const inv = toModel(source.file, raw);
+  const inv = toModel(source.file, raw, env);
   checkUnique(source, raw, inv);
   if (inv.nodes.length + inv.cosigners.length === 0) {
     throw new KryptonError('E_INVENTORY', `${locate(source, [])}: the inventory lists no nodes and no cosigners`, {
@@ -62,7 +62,7 @@ function buildInventory(source: YamlSource, value: unknown): Inventory {
   return inv;
 }
 
-function toModel(file: string, raw: InventoryFile): Inventory {
+function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inventory {
   const d = raw.defaults;
   const nodes: NodeHost[] = Object.entries(raw.nodes).map(([name, n]) => {
     const deployDir = n.deploy_dir ?? d.deploy_dir ?? NODE_DEFAULTS.deployDir;
@@ -126,7 +126,8 @@ function toModel(file: string, raw: InventoryFile): Inventory {
     backend: raw.backend,
     vault: {
       address: v.address,
-      agentAddress: v.agent_address,
+      // The hosts' agents need an address even when the inventory leaves it to the environment.
+      agentAddress: v.agent_address ?? v.address ?? (env['BAO_ADDR'] || env['VAULT_ADDR'] || undefined),
       namespace: v.namespace,
       caCert: v.ca_cert,
       kvMount: v.kv_mount,

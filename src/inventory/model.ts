@@ -67,6 +67,7 @@ export interface HostConnection {
 
 export interface VaultSettings {
   address?: string;
+  /** Vault as the hosts' agents reach it: `agent_address`, else `address`, else BAO_ADDR/VAULT_ADDR at load time. */
   agentAddress?: string;
   namespace?: string;
   caCert?: string;

@@ -45,7 +45,7 @@ function hclString(s: string): string {
 export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
   const v = inv.vault;
   const role = nodeRoleName(inv.network, node.name);
-  const address = v.agentAddress ?? v.address ?? 'https://127.0.0.1:8200';
+  const address = v.agentAddress ?? v.address ?? '';
   const oneshot = v.agentMode === 'oneshot';
   const lines = [
     `# Vault Agent config for ${node.name} (network ${inv.network}), rendered by krypton-secrets. Contains no secret.`,

@@ -26,6 +26,9 @@ export const agentRenderConfig = defineTask({
   plan(_p, { mount, config, template }, { inventory, host }) {
     if (mount?.fsType !== 'tmpfs') return refuse('E_PLAN_CONFLICT', `${SECRETS_DIR} is not a tmpfs mount`, 'run mount.tmpfs first');
     const node = asNode(host);
+    if (!inventory.vault.agentAddress) {
+      return refuse('E_VAULT_CONFIG', 'no Vault address for the hosts\' agents: the inventory sets neither vault.address nor vault.agent_address, and BAO_ADDR/VAULT_ADDR are unset', 'set vault.agent_address (Vault as the hosts reach it) in the inventory');
+    }
     const want = [
       { path: AGENT_FILES.config, text: renderAgentConfig(inventory, node), live: config },
       { path: AGENT_FILES.template, text: renderJwtTemplate(inventory, host.name), live: template },

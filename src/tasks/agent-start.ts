@@ -31,8 +31,10 @@ export const agentStart = defineTask({
       // Same bytes as the backend (so 64 lowercase hex), wrong mode: someone chmod-ed it. Put the mode back.
       return change(act.exec(['chmod', node.jwt.mode, '--', AGENT_FILES.jwt], `restore mode ${node.jwt.mode} on ${AGENT_FILES.jwt} (was ${agent.jwt.mode})`));
     }
+    // The old token sink goes first: only a token the new agent writes proves it logged in.
     return change(
       ...(agent.running ? [act.exec(node.agent.stop, `stop the agent (pid ${agent.pid})`)] : []),
+      ...(agent.tokenSink ? [act.remove(AGENT_FILES.tokenSink, 'remove the old agent token sink')] : []),
       act.exec(node.agent.start, `start the agent: ${why}`),
     );
   },

@@ -19,7 +19,11 @@ export function asNode(h: Host): NodeHost {
  */
 export function agentRestartReason(mode: 'daemon' | 'oneshot', a: AgentFact, expected: EngineJwtValue | undefined): string | undefined {
   const jwtOk = expected !== undefined && a.jwt.exists && a.jwt.sha256 === expected.secret.fingerprint();
-  if (mode === 'oneshot') return jwtOk ? undefined : a.jwt.exists ? 'jwt.hex differs from the backend' : 'jwt.hex is not rendered';
+  if (mode === 'oneshot') {
+    if (a.running) return 'an agent is still running (oneshot mode runs it only to render)';
+    if (a.tokenSink) return 'a token sink is left on the host (oneshot mode keeps no token)';
+    return jwtOk ? undefined : a.jwt.exists ? 'jwt.hex differs from the backend' : 'jwt.hex is not rendered';
+  }
   if (!a.running) return 'the agent is not running';
   if (!a.tokenSink) return 'the agent holds no token';
   if (a.configMtime !== undefined && a.startedAt !== undefined && a.configMtime > a.startedAt) return 'its config changed after it started';

@@ -28,6 +28,9 @@ export const cosignerAgentConfig = defineTask({
   }),
   plan(_p, { mount, config, eciesTemplate, shardTemplate }, { inventory, host }) {
     if (mount?.fsType !== 'tmpfs') return refuse('E_PLAN_CONFLICT', `${SECRETS_DIR} is not a tmpfs mount`, 'run mount.tmpfs (path /run/krypton-secrets) first');
+    if (!inventory.vault.agentAddress) {
+      return refuse('E_VAULT_CONFIG', 'no Vault address for the hosts\' agents: the inventory sets neither vault.address nor vault.agent_address, and BAO_ADDR/VAULT_ADDR are unset', 'set vault.agent_address (Vault as the hosts reach it) in the inventory');
+    }
     const c = asCosigner(host);
     const want = [
       { path: COSIGNER_AGENT_FILES.config, text: renderCosignerAgentConfig(inventory, c), live: config },

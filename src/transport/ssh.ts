@@ -468,7 +468,7 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
   let entries: KnownHostEntry[] = [];
   const pinned = target.hostKey === undefined ? undefined : normaliseFingerprint(target.hostKey);
   if (target.hostKey !== undefined && pinned === undefined)
-    throw new KryptonError('E_SSH_HOSTKEY', `pinned hostKey of ${target.name} is not a SHA256 fingerprint`, { host: target.name, hint: 'write it as ssh-keygen -lf prints it: SHA256:…' });
+    throw new KryptonError('E_SSH_HOSTKEY', `pinned host_key of ${target.name} is not a SHA256 fingerprint`, { host: target.name, hint: 'write it as ssh-keygen -lf prints it: SHA256:…' });
   if (pinned === undefined) {
     try {
       entries = await readKnownHostsFiles(khFiles);
@@ -493,7 +493,7 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
       if (fp === pinned) return verify(true);
       refusal = hkErr(
         `host key of ${where(target)} has CHANGED: it offers ${offered}, but the inventory pins ${pinned}`,
-        'someone may be intercepting the connection, or the host was re-keyed: verify the new key out of band before updating hostKey in the inventory',
+        'someone may be intercepting the connection, or the host was re-keyed: verify the new key out of band before updating host_key in the inventory',
       );
       return verify(false);
     }
@@ -520,7 +520,7 @@ async function connectOne(target: SshTarget, opts: ConnectOptions, sock: Duplex 
         if (!target.acceptNew) {
           refusal = hkErr(
             `host key of ${where(target)} is unknown: ${offered} is not in ${khFiles.join(', ')}`,
-            `verify the fingerprint out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_${type === 'ssh-rsa' ? 'rsa' : type.startsWith('ecdsa') ? 'ecdsa' : 'ed25519'}_key.pub), then add it to ${khFile} (ssh-keyscan -p ${target.port} ${target.address}), pin it as hostKey in the inventory, or run with --accept-new`,
+            `verify the fingerprint out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_${type === 'ssh-rsa' ? 'rsa' : type.startsWith('ecdsa') ? 'ecdsa' : 'ed25519'}_key.pub), then add it to ${khFile} (ssh-keyscan -p ${target.port} ${target.address}), pin it as host_key in the inventory, or run with --accept-new`,
           );
           return verify(false);
         }

@@ -2,6 +2,7 @@ import type { AgentFact } from '../facts/agent.ts';
 import type { HexCopy } from '../facts/copies.ts';
 import type { EngineProbe } from '../facts/engine.ts';
 import type { GitFact } from '../facts/git.ts';
+import type { FileFact } from '../facts/file.ts';
 import type { KernelFact, MountFact } from '../facts/mount.ts';
 import type { EngineJwtValue } from '../backends/registry.ts';
 import { SECRETS_DIR, type Inventory, type NodeHost } from '../inventory/model.ts';
@@ -22,6 +23,10 @@ export interface NodeAuditFacts {
   agent: AgentFact;
   copies: HexCopy[];
   legacyGit: GitFact;
+  /** The old plaintext JWT file (bootstrap.sh's). */
+  legacy: FileFact;
+  /** JWT_PATH lines of the compose env file. */
+  jwtPath: { fileExists: boolean; values: string[] };
   expected?: EngineJwtValue;
   probe?: EngineProbe;
   /** Daemon mode: the agent's token as Vault sees it (undefined when there is none to look up). */
@@ -71,6 +76,16 @@ export function nodeChecks(inv: Inventory, node: NodeHost, f: NodeAuditFacts): C
     else row('jwt.copies', true, `no copy of the current value in ${node.deployDir}, ${node.envFile}, ${node.legacyJwtPath} or its git history`);
   }
   if (f.legacyGit.tracked) row('jwt.git', false, `${node.legacyJwtPath} is tracked by the git work tree ${f.legacyGit.repo}`);
+
+  // where el and cl read it from, and what bootstrap.sh left behind
+  const paths = f.jwtPath.values;
+  if (!f.jwtPath.fileExists) row('jwt.path', false, `the compose env file ${node.envFile} does not exist`);
+  else if (paths.length === 0 || !paths.every((p) => p === AGENT_FILES.jwt))
+    row('jwt.path', false, `JWT_PATH in ${node.envFile} is ${paths.length ? paths.join(', ') : 'unset'}, not ${AGENT_FILES.jwt}`);
+  else row('jwt.path', true, `JWT_PATH=${AGENT_FILES.jwt} in ${node.envFile}`);
+  if (f.legacy.exists) {
+    row('jwt.legacy', false, `the old plaintext JWT file ${node.legacyJwtPath} is still there (mode ${f.legacy.mode}): apply playbooks/migrate-plaintext.yml`);
+  }
 
   // the agent
   if (inv.backend === 'vault') {

@@ -6,6 +6,7 @@ import type { Backends } from '../backends/registry.ts';
 import { agentState } from '../facts/agent.ts';
 import { hexCopies } from '../facts/copies.ts';
 import { gitStatusOf } from '../facts/git.ts';
+import { envKey, fileAt } from '../facts/file.ts';
 import { engineProbe, readEngineJwt } from '../facts/inputs.ts';
 import { kernel, mountAt } from '../facts/mount.ts';
 import { gatherFacts } from '../executor/facts.ts';
@@ -112,6 +113,8 @@ async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport,
       agent: agentState(),
       copies: hexCopies([node.deployDir, node.envFile, node.legacyJwtPath], node.legacyJwtPath),
       legacyGit: gitStatusOf(node.legacyJwtPath),
+      legacy: fileAt(node.legacyJwtPath),
+      jwtPath: envKey(node.envFile, 'JWT_PATH'),
       expected: laptopFact((e) => readEngineJwt(e)),
       probe: engineProbe(),
       ...(vault && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),

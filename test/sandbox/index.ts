@@ -284,7 +284,10 @@ export async function sandboxDown(dir: string = DEFAULT_DIR): Promise<void> {
     if (liveLinks.has(l)) await run('ip', ['link', 'del', l]);
   }
 
-  for (const d of [...res.createdDirs].reverse()) {
+  // The root-namespace mountpoints are shared by every slot: removing one while another slot's hosts have
+  // mounts on it silently drops those mounts, so they go only when no sandbox of any slot is left.
+  const otherSlots = existsSync('/var/run/netns') && readdirSync('/var/run/netns').some((n) => /^ks\d?-/.test(n));
+  for (const d of otherSlots ? [] : [...res.createdDirs].reverse()) {
     try {
       rmdirSync(d);
     } catch {

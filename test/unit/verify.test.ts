@@ -25,6 +25,8 @@ function good(): NodeAuditFacts {
     },
     copies: [],
     legacyGit: { tracked: false, historyCommits: 0 },
+    legacy: { exists: false },
+    jwtPath: { fileExists: true, values: ['/run/krypton-secrets/jwt.hex'] },
     expected: { secret: value, version: 3, source: 'secret/krypton/473374/engine-jwt' },
     probe: { outcome: 'accepted', httpStatus: 200, detail: 'ok' },
     token: { renewable: true, ttlSeconds: 3000, policies: ['default', 'krypton-node-473374-val-1'] },
@@ -37,7 +39,7 @@ const failed = (f: NodeAuditFacts) => nodeChecks(inv, node, f).filter((r) => !r.
 describe('verify checks (pure)', () => {
   it('a good node passes every check, and no row carries the value', () => {
     const rows = nodeChecks(inv, node, good());
-    expect(rows.map((r) => r.check)).toEqual(['tmpfs', 'jwt.file', 'jwt.backend', 'jwt.copies', 'agent', 'secret_id', 'engine.auth', 'vault.policy']);
+    expect(rows.map((r) => r.check)).toEqual(['tmpfs', 'jwt.file', 'jwt.backend', 'jwt.copies', 'jwt.path', 'agent', 'secret_id', 'engine.auth', 'vault.policy']);
     expect(rows.every((r) => r.ok)).toBe(true);
     expect(JSON.stringify(rows)).not.toContain(value.revealText());
   });
@@ -74,6 +76,11 @@ describe('verify checks (pure)', () => {
     const leftover = good();
     leftover.agent.secretIdFile = true;
     expect(failed(leftover)).toEqual(['secret_id']);
+
+    const plaintext = good();
+    plaintext.legacy = { exists: true, mode: '0644' };
+    plaintext.jwtPath = { fileExists: true, values: ['/opt/krypton/jwt.hex'] };
+    expect(failed(plaintext)).toEqual(['jwt.path', 'jwt.legacy']);
 
     const tracked = good();
     tracked.legacyGit = { repo: '/opt/krypton', tracked: true, historyCommits: 2 };
