@@ -55,7 +55,7 @@ describe('sandbox fleet', () => {
     expect(inv).toContain(`identity_file: ${info.dir}/id_ed25519`);
     expect(inv).toMatch(/nodes:\n {2}val-1:\n {4}role: validator\n {4}address: 198\.18\.0\.11\n {2}val-2:/);
     expect(inv).not.toContain(info.vault.token);
-    expect(JSON.parse(readFileSync(info.files.hostsJson, 'utf8'))[B]).toEqual({ host: '198.18.0.12', port: 22, user: 'root', kind: 'node' });
+    expect(JSON.parse(readFileSync(info.files.hostsJson, 'utf8'))[B]).toEqual({ host: info.hosts[B]!.address, port: 22, user: 'root', kind: 'node' });
     expect(readFileSync(info.files.knownHosts, 'utf8')).toMatch(/^198\.18\.0\.11 ssh-ed25519 AAAA\S+\n198\.18\.0\.12 ssh-ed25519 AAAA\S+\n$/);
     expect(readFileSync(info.files.env, 'utf8')).toContain(`export BAO_TOKEN='${info.vault.token}'`);
   });
