@@ -10,7 +10,7 @@
  */
 import { cosignerPolicyName, horcruxPath, kvDataPath, type HorcruxKind } from '../backends/vault-paths.ts';
 import { SECRETS_DIR, type CosignerHost, type Inventory } from '../inventory/model.ts';
-import { AGENT_FILES } from '../render/vault-agent.ts';
+import { AGENT_FILES, renderAgentHcl } from '../render/vault-agent.ts';
 import { cosignerSettings } from './config.ts';
 import { HORCRUX_KV_FIELD } from './store.ts';
 
@@ -37,57 +37,16 @@ export function renderKeyTemplate(inv: Inventory, cosigner: string, kind: Horcru
 
 const hcl = (s: string): string => JSON.stringify(s);
 
-/** `vault-agent.hcl` for a cosigner. Not secret. */
+/** `vault-agent.hcl` for a cosigner: its two key files rendered into its key dir (0600). Not secret. */
 export function renderCosignerAgentConfig(inv: Inventory, c: CosignerHost): string {
-  const v = inv.vault;
   const s = cosignerSettings(inv, c);
-  const role = cosignerRoleName(inv, c.name);
-  const address = v.agentAddress ?? v.address ?? '';
-  const oneshot = v.agentMode === 'oneshot';
-  const template = (source: string, destination: string) => [
-    'template {',
-    `  source               = ${hcl(source)}`,
-    `  destination          = ${hcl(destination)}`,
-    '  perms                = "0600"',
-    ...(s.owner ? [`  user                 = ${hcl(s.owner)}`] : []),
-    ...(s.group ? [`  group                = ${hcl(s.group)}`] : []),
-    '  backup               = false',
-    '  error_on_missing_key = true',
-    '}',
-    '',
-  ];
-  return [
-    `# Vault Agent config for Horcrux cosigner ${c.name} (network ${inv.network}), rendered by krypton-secrets. Contains no secret.`,
-    `pid_file = ${hcl(COSIGNER_AGENT_FILES.pid)}`,
-    `exit_after_auth = ${oneshot}`,
-    '',
-    'vault {',
-    `  address = ${hcl(address)}`,
-    ...(v.caCert ? [`  ca_cert = ${hcl(v.caCert)}`] : []),
-    '}',
-    '',
-    'auto_auth {',
-    '  method "approle" {',
-    `    mount_path = ${hcl(`auth/${v.approleMount}`)}`,
-    ...(v.namespace ? [`    namespace = ${hcl(v.namespace)}`] : []),
-    '    config = {',
-    `      role_id_file_path                   = ${hcl(COSIGNER_AGENT_FILES.roleId)}`,
-    `      secret_id_file_path                 = ${hcl(COSIGNER_AGENT_FILES.secretId)}`,
-    '      remove_secret_id_file_after_reading = true',
-    `      secret_id_response_wrapping_path    = ${hcl(`auth/${v.approleMount}/role/${role}/secret-id`)}`,
-    '    }',
-    '  }',
-    ...(oneshot ? [] : ['  sink "file" {', '    config = {', `      path = ${hcl(COSIGNER_AGENT_FILES.tokenSink)}`, '      mode = 0600', '    }', '  }']),
-    '}',
-    '',
-    'template_config {',
-    '  static_secret_render_interval = "5m"',
-    '  exit_on_retry_failure         = true',
-    '}',
-    '',
-    ...template(COSIGNER_AGENT_FILES.eciesTemplate, s.keyFiles.ecies),
-    ...template(COSIGNER_AGENT_FILES.shardTemplate, s.keyFiles.shard),
-  ].join('\n');
+  const template = (source: string, destination: string) => ({ source, destination, perms: '0600', user: s.owner, group: s.group });
+  return renderAgentHcl(inv, {
+    title: `Horcrux cosigner ${c.name}`,
+    role: cosignerRoleName(inv, c.name),
+    files: COSIGNER_AGENT_FILES,
+    templates: [template(COSIGNER_AGENT_FILES.eciesTemplate, s.keyFiles.ecies), template(COSIGNER_AGENT_FILES.shardTemplate, s.keyFiles.shard)],
+  });
 }
 
 /** The cosigner's ACL policy: read on its own two key files' KV v2 data paths, nothing else. */

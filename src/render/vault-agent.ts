@@ -34,26 +34,42 @@ function hclString(s: string): string {
   return JSON.stringify(s);
 }
 
+/** One `template` stanza: render `source` to `destination` with `perms` (octal string), no backup, strict keys. */
+export interface AgentTemplate {
+  source: string;
+  destination: string;
+  perms: string;
+  user?: string;
+  group?: string;
+}
+
+/** What differs between agents: whose they are, their AppRole role, their files, their templates. */
+export interface AgentProfile {
+  /** For the header comment, e.g. `val-1` or `Horcrux cosigner cosigner-2`. */
+  title: string;
+  role: string;
+  files: { pid: string; roleId: string; secretId: string; tokenSink: string };
+  templates: AgentTemplate[];
+}
+
 /**
- * `vault-agent.hcl` for one node (Vault Agent / OpenBao agent config; see developer.hashicorp.com
- * vault/docs/agent-and-proxy/agent, auto-auth approle and template). AppRole auto-auth reading role_id and
- * the response-wrapped secret_id from tmpfs, checking the wrapping token's creation path
- * (`secret_id_response_wrapping_path`) and removing the secret_id file after reading; daemon mode keeps a
- * token sink in tmpfs (0600), oneshot mode exits after auth and keeps no token. One template renders the
- * JWT with perms 0600, no backup, and an error on a missing key. Not secret.
+ * A Vault Agent / OpenBao agent config (developer.hashicorp.com vault/docs/agent-and-proxy/agent: auto-auth
+ * approle, sink file, template, template_config). AppRole auto-auth reads role_id and the response-wrapped
+ * secret_id from tmpfs, checks the wrapping token's creation path (`secret_id_response_wrapping_path`) and
+ * removes the secret_id file after reading; daemon mode keeps a token sink (0600), oneshot mode exits after
+ * auth and keeps no token. Templates render with their perms, no backup, and an error on a missing key;
+ * KV v2 re-renders every 5 m (`static_secret_render_interval`). Not secret.
  */
-export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
+export function renderAgentHcl(inv: Inventory, p: AgentProfile): string {
   const v = inv.vault;
-  const role = nodeRoleName(inv.network, node.name);
-  const address = v.agentAddress ?? v.address ?? '';
   const oneshot = v.agentMode === 'oneshot';
-  const lines = [
-    `# Vault Agent config for ${node.name} (network ${inv.network}), rendered by krypton-secrets. Contains no secret.`,
-    `pid_file = ${hclString(AGENT_FILES.pid)}`,
+  return [
+    `# Vault Agent config for ${p.title} (network ${inv.network}), rendered by krypton-secrets. Contains no secret.`,
+    `pid_file = ${hclString(p.files.pid)}`,
     `exit_after_auth = ${oneshot}`,
     '',
     'vault {',
-    `  address = ${hclString(address)}`,
+    `  address = ${hclString(v.agentAddress ?? v.address ?? '')}`,
     ...(v.caCert ? [`  ca_cert = ${hclString(v.caCert)}`] : []),
     '}',
     '',
@@ -62,15 +78,13 @@ export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
     `    mount_path = ${hclString(`auth/${v.approleMount}`)}`,
     ...(v.namespace ? [`    namespace = ${hclString(v.namespace)}`] : []),
     '    config = {',
-    `      role_id_file_path                   = ${hclString(AGENT_FILES.roleId)}`,
-    `      secret_id_file_path                 = ${hclString(AGENT_FILES.secretId)}`,
+    `      role_id_file_path                   = ${hclString(p.files.roleId)}`,
+    `      secret_id_file_path                 = ${hclString(p.files.secretId)}`,
     '      remove_secret_id_file_after_reading = true',
-    `      secret_id_response_wrapping_path    = ${hclString(`auth/${v.approleMount}/role/${role}/secret-id`)}`,
+    `      secret_id_response_wrapping_path    = ${hclString(`auth/${v.approleMount}/role/${p.role}/secret-id`)}`,
     '    }',
     '  }',
-    ...(oneshot
-      ? []
-      : ['  sink "file" {', '    config = {', `      path = ${hclString(AGENT_FILES.tokenSink)}`, '      mode = 0600', '    }', '  }']),
+    ...(oneshot ? [] : ['  sink "file" {', '    config = {', `      path = ${hclString(p.files.tokenSink)}`, '      mode = 0600', '    }', '  }']),
     '}',
     '',
     'template_config {',
@@ -78,18 +92,29 @@ export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
     '  exit_on_retry_failure         = true',
     '}',
     '',
-    'template {',
-    `  source               = ${hclString(AGENT_FILES.template)}`,
-    `  destination          = ${hclString(AGENT_FILES.jwt)}`,
-    `  perms                = ${hclString(node.jwt.mode)}`,
-    ...(node.jwt.owner ? [`  user                 = ${hclString(node.jwt.owner)}`] : []),
-    ...(node.jwt.group ? [`  group                = ${hclString(node.jwt.group)}`] : []),
-    '  backup               = false',
-    '  error_on_missing_key = true',
-    '}',
-    '',
-  ];
-  return lines.join('\n');
+    ...p.templates.flatMap((t) => [
+      'template {',
+      `  source               = ${hclString(t.source)}`,
+      `  destination          = ${hclString(t.destination)}`,
+      `  perms                = ${hclString(t.perms)}`,
+      ...(t.user ? [`  user                 = ${hclString(t.user)}`] : []),
+      ...(t.group ? [`  group                = ${hclString(t.group)}`] : []),
+      '  backup               = false',
+      '  error_on_missing_key = true',
+      '}',
+      '',
+    ]),
+  ].join('\n');
+}
+
+/** `vault-agent.hcl` for one node: the JWT template to `/run/krypton-secrets/jwt.hex` with the node's mode/owner. */
+export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
+  return renderAgentHcl(inv, {
+    title: node.name,
+    role: nodeRoleName(inv.network, node.name),
+    files: AGENT_FILES,
+    templates: [{ source: AGENT_FILES.template, destination: AGENT_FILES.jwt, perms: node.jwt.mode, user: node.jwt.owner, group: node.jwt.group }],
+  });
 }
 
 /**

@@ -234,6 +234,23 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     await rm(join(info.dir, 'blobs/47337'), { recursive: true, force: true });
   });
 
+  it('a region mismatch is said as such: the blob\'s key is in eu-west-1, the inventory says us-east-1; nothing is written', async () => {
+    const inv = await inventoryVariant(info, 'inventory.us-east-1.yml', (t) => t.replace('  region: eu-west-1', '  region: us-east-1'));
+    const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json']);
+    expect(r.code).toBe(1);
+    for (const n of nodes) {
+      expect(failedWith(r, n)?.code, n).toBe('E_KMS_CONFIG');
+      expect(failedWith(r, n)?.message).toMatch(/region mismatch: the blob blobs\/473374\/engine-jwt\/v1\.enc uses KMS key arn:aws:kms:eu-west-1:\S+ in eu-west-1, but requests go to us-east-1 \(from inventory kms\.region\)/);
+      expect(await jwtSha(n), n).toBe(sha256(jwtHex));
+    }
+    // With no blob yet the key itself is looked up in the wrong region: KMS says the alias is not there.
+    const fresh = await inventoryVariant(info, 'inventory.us-east-1-fresh.yml', (t) => t.replace('  region: eu-west-1', '  region: us-east-1').replace('network: "473374"', 'network: "47337"'));
+    const f = await cli(info, ['apply', PROVISION, '-i', fresh, '--limit', 'val-1', '--json']);
+    expect(f.code).toBe(1);
+    expect(failedWith(f, 'val-1')).toMatchObject({ code: 'E_KMS_CONFIG', message: expect.stringMatching(/KMS key alias\/krypton-engine-jwt was not found in region us-east-1 \(from inventory kms\.region\)/) });
+    expect(await readdir(join(info.dir, 'blobs/47337')).catch(() => [])).toEqual([]);
+  });
+
   it('per node: each node gets its own JWT; a blob for node=val-1 does not decrypt on val-2 (host side and laptop side), and nothing is written', async () => {
     const inv = await inventoryVariant(info, 'inventory.per-node.yml', (t) => t.replace('  endpoint_url:', '  per_node: true\n  endpoint_url:'));
     const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json']);

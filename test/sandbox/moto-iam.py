@@ -19,7 +19,8 @@ moto/iam/access_control.py):
 This wrapper patches exactly those three points, then runs moto's own server `main`:
 
   - the resource is the key ARN (from KeyId, an alias, or for Decrypt the key id inside the ciphertext blob)
-    or the secret ARN (from SecretId; for CreateSecret the ARN-to-be);
+    or the secret ARN (from SecretId; for CreateSecret the ARN-to-be); a KeyId naming no key in the region
+    is left to moto, which answers NotFoundException as KMS does;
   - the request context holds `kms:EncryptionContext:<key>`, `kms:EncryptionContextKeys`,
     `kms:ResourceAliases`, `kms:CallerAccount` and `secretsmanager:SecretId`;
   - conditions are evaluated as AWS documents it for the operators our policies use: StringEquals,
@@ -147,6 +148,9 @@ def _sm_backend(req):
     return secretsmanager_backends[req.account_id][req._region]
 
 
+NO_SUCH_KEY = object()
+
+
 def request_resource_and_context(req):
     """(resource ARN, condition context) of a KMS / Secrets Manager request; ("*", {}) otherwise."""
     service, _, op = req._action.partition(":")
@@ -172,7 +176,8 @@ def request_resource_and_context(req):
             try:
                 key = backend.describe_key(key_id)
             except Exception:
-                return "*", ctx  # moto answers NotFound / InvalidCiphertext itself
+                # No such key (or alias) in this region: let moto answer NotFoundException, as KMS does.
+                return NO_SUCH_KEY, ctx
             ctx["kms:ResourceAliases"] = sorted(key.aliases.keys())
             return key.arn, ctx
         return "*", ctx
@@ -194,6 +199,8 @@ def check_action_permitted(self, resource):
     if self._action == "sts:GetCallerIdentity":
         return
     own_resource, context = request_resource_and_context(self)
+    if own_resource is NO_SUCH_KEY:
+        return
     if own_resource is not None:
         resource = own_resource
     self._krypton_resource = resource
