@@ -81,7 +81,16 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const { sink, done } = renderer(flags.json, hosts);
   try {
     await before?.(backends);
+    // Ctrl-C: finish the steps under way (no host is left half-written), start nothing new, report, exit.
+    const interrupt = new AbortController();
+    const onSigint = () => {
+      if (interrupt.signal.aborted) process.exit(130);
+      interrupt.abort();
+      process.stderr.write('\ninterrupted: finishing the steps under way (Ctrl-C again to quit at once)\n');
+    };
+    process.on('SIGINT', onSigint);
     const summary = await runPlaybook({
+      signal: interrupt.signal,
       inventory,
       playbook,
       mode,
@@ -99,8 +108,10 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
         out(`  ${h}: holds ${v.version === null ? 'no current version' : `v${v.version}`}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
       }
     }
+    if (interrupt.signal.aborted) return 130;
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
   } finally {
+    process.removeAllListeners('SIGINT');
     await connector.closeAll();
   }
 }

@@ -26,6 +26,8 @@ export interface RunOptions {
   connect(host: Host): Promise<Transport>;
   /** `--resume`: continue a halted rotation without writing a new backend version. */
   resume?: boolean;
+  /** Aborted (Ctrl-C): no new step or wave starts; steps under way finish, so no host is left half-written. */
+  signal?: AbortSignal;
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
   report?: (hosts: Host[]) => Promise<Record<string, unknown>>;
 }
@@ -65,6 +67,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
     const waves = computeWaves(hosts, play.serial);
     let halted = false;
     for (const [w, wave] of waves.entries()) {
+      if (o.signal?.aborted) halted = true;
       if (halted) {
         for (const h of wave) {
           const st = states.get(h.name)!;
@@ -143,6 +146,12 @@ async function runHostPlay(
   for (const [i, step] of play.steps.entries()) {
     const task = step.task;
     if (!applicable(step)) continue;
+    if (o.signal?.aborted) {
+      state.status = state.status === 'failed' ? 'failed' : 'skipped';
+      const e = new KryptonError('E_HALTED', `interrupted before ${task.id}`, { hint: 'run the same command again: completed steps are not repeated' });
+      o.sink({ type: 'host-done', host: host.name, status: 'skipped', error: e });
+      return;
+    }
     const started = Date.now();
     o.sink({ type: 'step-start', host: host.name, task: task.id, name: step.name });
     try {
