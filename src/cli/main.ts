@@ -148,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
       code = await run('apply', f.playbook, { ...f, resume: true }, async (backends) => {
         const scopes = new Set<string | undefined>();
         const inv = await loadInventory(f.inventory);
-        for (const n of inv.nodes.filter((n) => !f.limit || f.limit.includes(n.name))) scopes.add(inv.vault.jwtPerNode ? n.name : undefined);
+        for (const n of inv.nodes.filter((n) => !f.limit || f.limit.includes(n.name))) scopes.add(backends.jwtScope(n.name) === '*' ? undefined : n.name);
         for (const node of scopes) {
           const versions = await backends.engineJwtVersions(node);
           const target = f.toVersion ?? versions[1]?.version;
