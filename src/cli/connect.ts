@@ -15,14 +15,17 @@ export interface Connector {
  * connection per host. Host keys are checked against `ssh.known_hosts` or the host's pinned `host_key`
  * before anything is sent; `acceptNew` records keys never seen before (never a changed one).
  */
-export function makeConnector(inv: Inventory, opts: { acceptNew: boolean }): Connector {
+export function makeConnector(inv: Inventory, opts: { acceptNew: boolean; onWarning?: (message: string) => void }): Connector {
   const pool = new ConnectionPool();
   let config: Promise<LoadedSshConfig> | undefined;
   const loadConfig = (): Promise<LoadedSshConfig> => {
     config ??=
       inv.ssh.config === 'none'
         ? Promise.resolve({ config: parseSshConfig(''), files: [], warnings: [] })
-        : loadSshConfig(inv.ssh.config ? expandTilde(inv.ssh.config) : undefined);
+        : loadSshConfig(inv.ssh.config ? expandTilde(inv.ssh.config) : undefined).then((c) => {
+            for (const w of c.warnings) opts.onWarning?.(`ssh_config: ${w}`);
+            return c;
+          });
     return config;
   };
   return {

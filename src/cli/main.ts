@@ -75,7 +75,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const playbook = await loadPlaybook(playbookFile);
   const limit = checkLimit(inventory, flags.limit);
   const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
-  const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false });
+  const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
   const backends = createBackends(inventory);
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
   const { sink, done } = renderer(flags.json, hosts);
