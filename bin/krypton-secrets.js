@@ -4,4 +4,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// Everything is reported by now. A connection that a frozen host never lets close must not keep the
+// process alive: exit once pending output had a moment to flush (the timer does not itself hold the loop).
+setTimeout(() => process.exit(code), 1500).unref();

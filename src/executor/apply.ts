@@ -1,3 +1,4 @@
+import { dirname } from 'node:path/posix';
 import type { Action } from '../core/action.ts';
 import { KryptonError, scrubText } from '../core/errors.ts';
 import { mintEngineJwtHex } from '../core/secret.ts';
@@ -16,7 +17,10 @@ export async function applyAction(a: Action, transport: Transport, backends: Bac
     case 'exec': {
       const res = await transport.exec(a.argv, { stdin: a.stdin, cwd: a.cwd });
       if (res.code !== 0) {
-        const tail = scrubText((res.stderr.trim() || res.stdout.trim()).split('\n').slice(-3).join(' | ')).slice(0, 400);
+        // The host's words, scrubbed of secrets and of control characters (no terminal escapes reach the operator).
+        const tail = scrubText((res.stderr.trim() || res.stdout.trim()).split('\n').slice(-3).join(' | '))
+          .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '?')
+          .slice(0, 400);
         throw new KryptonError('E_SSH_EXEC', `${a.description}: \`${commandLine(a.argv, a.cwd)}\` exited with code ${res.code}${tail ? `: ${tail}` : ''}`, {
           hint: 'fix the cause on the host and run apply again (completed steps are not repeated)',
         });
@@ -28,7 +32,8 @@ export async function applyAction(a: Action, transport: Transport, backends: Bac
       return false;
     case 'remove': {
       const argv = a.shred
-        ? ['sh', '-c', 'if command -v shred >/dev/null 2>&1; then shred -u -- "$1"; else rm -f -- "$1"; fi', 'sh', a.path]
+        ? // A symlink is only unlinked: shredding would overwrite whatever file it points at.
+          ['sh', '-c', 'if [ -L "$1" ]; then rm -f -- "$1"; elif command -v shred >/dev/null 2>&1; then shred -u -- "$1"; else rm -f -- "$1"; fi', 'sh', a.path]
         : ['rm', '-f', '--', a.path];
       const res = await transport.exec(argv);
       if (res.code !== 0) throw new KryptonError('E_SSH_EXEC', `${a.description}: removing ${a.path} failed with code ${res.code}`, { hint: 'check the file on the host' });
@@ -62,6 +67,8 @@ export async function applyAction(a: Action, transport: Transport, backends: Bac
           hint: 'someone may be intercepting Vault responses; do not deliver it — investigate before retrying',
         });
       }
+      // An interrupted earlier upload may have left temp files (one could hold a wrapping token): clear them.
+      await transport.exec(['find', dirname(a.secretIdPath), '-maxdepth', '1', '-name', '.*.krypton-*.tmp', '-delete']);
       await transport.put(a.roleIdPath, roleId, { mode: 0o600, owner: a.owner });
       await transport.put(a.secretIdPath, wrapped.wrappingToken, { mode: 0o600, owner: a.owner });
       return false;

@@ -1,6 +1,7 @@
 import { shellQuote } from '../transport/transport.ts';
 import type { RemoteFact } from '../core/task.ts';
 import { AGENT_FILES } from '../render/vault-agent.ts';
+import { SECRETS_DIR } from '../inventory/model.ts';
 import { parseFileFact, type FileFact } from './file.ts';
 
 /**
@@ -15,6 +16,8 @@ export interface AgentFact {
   startedAt?: number;
   tokenSink: boolean;
   secretIdFile: boolean;
+  /** Temp files of an interrupted SFTP upload (`.<name>.krypton-<hex>.tmp`) left in the tmpfs. */
+  leftoverTempFiles: number;
   configMtime?: number;
   jwt: FileFact & { isHex64: boolean };
 }
@@ -26,6 +29,7 @@ export function agentState(): RemoteFact<AgentFact> {
     `if [ -f ${pid} ] && p=$(cat ${pid} 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo "@agent running $p $(stat -c %.9Y -- ${pid})"; else echo "@agent stopped"; fi`,
     `[ -s ${shellQuote(AGENT_FILES.tokenSink)} ] && echo "@sink yes" || echo "@sink no"`,
     `[ -e ${shellQuote(AGENT_FILES.secretId)} ] && echo "@secret_id yes" || echo "@secret_id no"`,
+    `echo "@leftovers $(find ${shellQuote(SECRETS_DIR)} -maxdepth 1 -name '.*.krypton-*.tmp' 2>/dev/null | wc -l)"`,
     `echo "@config $(stat -c %.9Y -- ${shellQuote(AGENT_FILES.config)} 2>/dev/null)"`,
     `if [ -f ${jwt} ]; then echo "@jwt $(stat -c '%a %U %G %s %.9Y' -- ${jwt}) $(sha256sum -- ${jwt} | cut -d' ' -f1) $(grep -qxE '[0-9a-f]{64}' ${jwt} && [ "$(wc -c < ${jwt})" -eq 64 ] && echo hex64 || echo nothex)"; else echo "@jwt absent"; fi`,
   ].join('\n');
@@ -49,6 +53,7 @@ export function parseAgentState(stdout: string): AgentFact {
     startedAt: running ? Number(agent[2]) : undefined,
     tokenSink: get('sink') === 'yes',
     secretIdFile: get('secret_id') === 'yes',
+    leftoverTempFiles: Number(get('leftovers') || '0') || 0,
     configMtime: cfg ? Number(cfg) : undefined,
     jwt,
   };

@@ -23,7 +23,7 @@ export function hexCopies(paths: string[], historyOf?: string): RemoteFact<HexCo
   if (historyOf) {
     const p = shellQuote(historyOf);
     lines.push(
-      `d=$(dirname -- ${p}); if command -v git >/dev/null 2>&1 && [ -d "$d" ] && top=$(git -c safe.directory='*' -C "$d" rev-parse --show-toplevel 2>/dev/null); then w="git:$top:${historyOf.replace(/'/g, '')}"; git -c safe.directory='*' -C "$top" log --all -p --format= -- ${p} 2>/dev/null </dev/null | grep -ohE ${token} | ${hashes}; fi`,
+      `d=$(dirname -- ${p}); if command -v git >/dev/null 2>&1 && [ -d "$d" ] && top=$(git -c safe.directory='*' -C "$d" rev-parse --show-toplevel 2>/dev/null); then w="git:$top:"${p}; git -c safe.directory='*' -C "$top" log --all -p --format= -- ${p} 2>/dev/null </dev/null | grep -ohE ${token} | ${hashes}; fi`,
     );
   }
   return { kind: 'remote', script: lines.join('\n'), parse: parseHexCopies };

@@ -100,7 +100,16 @@ export function nodeChecks(inv: Inventory, node: NodeHost, f: NodeAuditFacts): C
     } else {
       row('agent', true, `running (pid ${f.agent.pid}) with a renewable token (ttl ${f.token.ttlSeconds} s, policies ${f.token.policies.join(', ')})`);
     }
-    row('secret_id', !f.agent.secretIdFile, f.agent.secretIdFile ? `${AGENT_FILES.secretId} is still there (not consumed by the agent)` : 'no secret_id file left');
+    const leftovers = f.agent.leftoverTempFiles ?? 0;
+    row(
+      'secret_id',
+      !f.agent.secretIdFile && leftovers === 0,
+      f.agent.secretIdFile
+        ? `${AGENT_FILES.secretId} is still there (not consumed by the agent)`
+        : leftovers
+          ? `${leftovers} temp file(s) of an interrupted upload (.*.krypton-*.tmp) in ${SECRETS_DIR}, possibly holding a wrapping token: apply removes them`
+          : 'no secret_id file left',
+    );
   }
 
   // the Engine API

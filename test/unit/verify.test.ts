@@ -20,6 +20,7 @@ function good(): NodeAuditFacts {
       startedAt: 100,
       tokenSink: true,
       secretIdFile: false,
+      leftoverTempFiles: 0,
       configMtime: 90,
       jwt: { exists: true, mode: '0600', owner: 'root', group: 'root', sizeBytes: 64, mtime: 101, sha256: value.fingerprint(), isHex64: true },
     },
@@ -76,6 +77,9 @@ describe('verify checks (pure)', () => {
     const leftover = good();
     leftover.agent.secretIdFile = true;
     expect(failed(leftover)).toEqual(['secret_id']);
+    const interrupted = good();
+    interrupted.agent.leftoverTempFiles = 2;
+    expect(failed(interrupted)).toEqual(['secret_id']);
 
     const plaintext = good();
     plaintext.legacy = { exists: true, mode: '0644' };
@@ -90,7 +94,7 @@ describe('verify checks (pure)', () => {
   it('after a reboot says the node must be re-provisioned', () => {
     const f = good();
     f.mount = undefined;
-    f.agent = { running: false, tokenSink: false, secretIdFile: false, jwt: { exists: false, isHex64: false } };
+    f.agent = { running: false, tokenSink: false, secretIdFile: false, leftoverTempFiles: 0, jwt: { exists: false, isHex64: false } };
     f.token = undefined;
     f.probe = { outcome: 'unreachable', detail: 'nothing accepts connections on 127.0.0.1:8551' };
     const rows = nodeChecks(inv, node, f);
