@@ -5,7 +5,7 @@ import { AGENT_FILES } from '../render/vault-agent.ts';
 import type { Transport } from '../transport/transport.ts';
 
 /** Per node: the JWT version it holds (matched by SHA-256 fingerprint against the backend's live versions). */
-export type JwtVersionReport = Record<string, { version: number | null; fingerprint: string | null }>;
+export type JwtVersionReport = Record<string, { version: number | null; fingerprint: string | null; unreachable?: true }>;
 
 /**
  * Which node holds which Engine-API JWT version, by version number and fingerprint (never the value): one
@@ -25,7 +25,8 @@ export async function jwtVersionReport(hosts: Host[], connect: (h: Host) => Prom
           const r = await t.exec(['sha256sum', '--', AGENT_FILES.jwt]);
           fp = r.code === 0 ? (r.stdout.trim().split(/\s+/)[0] ?? null) : null;
         } catch {
-          fp = null;
+          out[h.name] = { version: null, fingerprint: null, unreachable: true };
+          return;
         }
         const v = fp ? versions.find((x) => x.fingerprint === fp) : undefined;
         out[h.name] = { version: v?.version ?? null, fingerprint: fp ? shortFingerprint(fp) : null };

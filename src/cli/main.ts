@@ -78,6 +78,16 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
   const backends = createBackends(inventory);
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
+  // A rotation (or a rollback, which writes a version before it runs) limited to some nodes of a shared JWT
+  // would leave the others on a value the backend no longer has as current.
+  if (rotates && mode === 'apply' && limit && (!flags.resume || before !== undefined)) {
+    const shared = inventory.nodes.filter((n) => limit.has(n.name) && backends.jwtScope(n.name) === '*');
+    if (shared.length && inventory.nodes.some((n) => !limit.has(n.name))) {
+      throw new KryptonError('E_USAGE', `--limit with a JWT shared by the whole network would write a new version for every node but move only ${[...limit].join(', ')}`, {
+        hint: 'rotate the whole fleet (the playbook\'s serial: waves are the canary), use jwt_per_node for per-node values, or add --resume to move limited nodes to the current version',
+      });
+    }
+  }
   const { sink, done } = renderer(flags.json, hosts);
   try {
     await before?.(backends);
@@ -105,7 +115,8 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     await done();
     if (!flags.json && summary.notes?.['jwt_versions']) {
       for (const [h, v] of Object.entries(summary.notes['jwt_versions'] as JwtVersionReport)) {
-        out(`  ${h}: holds ${v.version === null ? 'no current version' : `v${v.version}`}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
+        const holds = v.unreachable ? 'unreachable: unknown' : v.version !== null ? `v${v.version}` : v.fingerprint ? 'a value the backend no longer has' : 'no jwt.hex';
+        out(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
       }
     }
     if (interrupt.signal.aborted) return 130;

@@ -37,7 +37,12 @@ export function parseYaml(file: string, text: string, code: ErrorCode): { source
     const what = first.code === 'DUPLICATE_KEY' ? 'duplicate key (each key may appear once in a mapping)' : first.message.split('\n')[0];
     throw new KryptonError(code, `${where}: ${what}`, { hint: 'fix the YAML syntax at that position' });
   }
-  return { source, value: doc.toJS({ maxAliasCount: 100 }) };
+  try {
+    return { source, value: doc.toJS({ maxAliasCount: 1000 }) };
+  } catch (err) {
+    // yaml's guard against "billion laughs" alias expansion.
+    throw new KryptonError(code, `${file}: ${(err as Error).message.split('\n')[0]} (YAML aliases expand to too much)`, { hint: 'write the repeated values out, or use fewer nested aliases' });
+  }
 }
 
 /** `file:line:col` of a character offset. */

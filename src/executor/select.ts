@@ -5,7 +5,8 @@ import type { Host, Inventory } from '../inventory/model.ts';
 export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
   if (Array.isArray(hosts)) {
     const all = new Map<string, Host>([...inv.nodes, ...inv.cosigners].map((h) => [h.name, h]));
-    return hosts.map((n) => {
+    // A host named twice is one host: its steps must never run twice at once.
+    return [...new Set(hosts)].map((n) => {
       const h = all.get(n);
       if (!h) throw new KryptonError('E_PLAYBOOK', `play names host ${n}, which is not in the inventory ${inv.file}`, { hint: 'fix hosts: in the playbook' });
       return h;
@@ -28,6 +29,7 @@ export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
 /** Checks `--limit` names against the inventory; throws E_USAGE naming the unknown ones. */
 export function checkLimit(inv: Inventory, limit: string[] | undefined): Set<string> | undefined {
   if (!limit) return undefined;
+  if (limit.length === 0) throw new KryptonError('E_USAGE', '--limit names no host', { hint: 'give inventory names separated by commas, e.g. --limit val-1,val-2' });
   const known = new Set([...inv.nodes, ...inv.cosigners].map((h) => h.name));
   const unknown = limit.filter((n) => !known.has(n));
   if (unknown.length) {

@@ -67,3 +67,21 @@ function unquoteEnv(v: string): string {
   if ((t.startsWith('"') && t.endsWith('"')) || (t.startsWith("'") && t.endsWith("'"))) return t.slice(1, -1);
   return t;
 }
+
+/** Whether a user and a group exist on the host (`getent passwd` / `getent group`); undefined when not asked. */
+export function accounts(user?: string, group?: string): RemoteFact<{ user?: boolean; group?: boolean }> {
+  const lines = [
+    user ? `getent passwd ${shellQuote(user)} >/dev/null 2>&1 && echo "@user yes" || echo "@user no"` : '',
+    group ? `getent group ${shellQuote(group)} >/dev/null 2>&1 && echo "@group yes" || echo "@group no"` : '',
+  ].filter(Boolean);
+  return {
+    kind: 'remote',
+    script: lines.length ? lines.join('\n') : 'true',
+    parse(stdout) {
+      return {
+        ...(user ? { user: stdout.includes('@user yes') } : {}),
+        ...(group ? { group: stdout.includes('@group yes') } : {}),
+      };
+    },
+  };
+}

@@ -9,7 +9,10 @@ export const octalMode = z.string({
 }).regex(/^0?[0-7]{3}$/, 'expected an octal mode such as "0600" (three octal digits, optional leading 0)');
 
 /** An absolute POSIX path. */
-export const absolutePath = z.string().regex(/^\/[^\0]*$/, 'expected an absolute path (starting with /)');
+export const absolutePath = z
+  .string()
+  .regex(/^\/[^\u0000-\u001f\u007f]*$/, 'expected an absolute path (starting with /, no control characters)')
+  .refine((p) => !p.split('/').includes('..'), { message: 'expected a path without .. segments' });
 
 /** A command as an argv list: `[docker, compose, restart, el, cl]`. Never a shell string. */
 export const argv = z.array(z.string().min(1), { error: 'expected a command as a list of words, e.g. [nodectl, restart, el, cl]' }).min(1);
@@ -59,10 +62,15 @@ export const sshSchema = z.strictObject({
   use_agent: z.boolean().default(true),
 });
 
+/** A mode for a file or dir holding secrets: nothing for "other" (every local user). */
+export const secretMode = octalMode.refine((m) => !/^0?[0-7]{3}$/.test(m) || (parseInt(m, 8) & 0o007) === 0, {
+  message: 'expected a mode that gives other users nothing (e.g. "0600", "0640"): this file holds a secret',
+});
+
 const jwtFileSchema = z.strictObject({
-  owner: z.string().optional(),
-  group: z.string().optional(),
-  mode: octalMode.optional(),
+  owner: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a user name or a numeric uid').optional(),
+  group: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a group name or a numeric gid').optional(),
+  mode: secretMode.optional(),
 });
 
 const agentCmdSchema = z.strictObject({

@@ -52,6 +52,6 @@ export const cosignerAgentStart = defineTask({
       act.exec(c.agent.start, `start the agent: ${why}`),
     );
   },
-  settle: { intervalMs: 250, timeoutMs: 30_000 },
+  settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
   triggersRestart: true,
 });

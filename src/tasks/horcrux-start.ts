@@ -32,5 +32,5 @@ export const horcruxStart = defineTask({
     }
     return change(act.exec(s.start, `start Horcrux (${s.status.join(' ')} exited ${proc.statusExit})`));
   },
-  settle: { intervalMs: 250, timeoutMs: 30_000 },
+  settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
 });

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { act } from '../core/action.ts';
 import { defineTask, change, noChange, refuse } from '../core/task.ts';
 import { kernel, mountAt, type KernelFact, type MountFact } from '../facts/mount.ts';
-import { absolutePath, octalMode } from '../inventory/schema.ts';
+import { absolutePath, secretMode } from '../inventory/schema.ts';
 import { SECRETS_DIR } from '../inventory/model.ts';
 
 export const mountTmpfsParams = z
@@ -11,7 +11,7 @@ export const mountTmpfsParams = z
     /** Size of the tmpfs in bytes (default 1 MiB). */
     size_bytes: z.number().int().min(4096).max(1 << 30).multipleOf(4096, 'expected whole 4096-byte pages (the kernel rounds a tmpfs size up to pages)').default(1 << 20),
     /** Mode of the mount root, octal string. */
-    mode: octalMode.default('0700'),
+    mode: secretMode.default('0700'),
   })
   .prefault({});
 

@@ -250,7 +250,7 @@ describe('parseInventory: bad input is refused at file:line:col', () => {
 
   it('relative paths are refused', () => {
     const e = refusal('network: "473374"\ncosigners:\n  c-1: { address: a, shard_id: 1, key_dir: keys }\n');
-    expect(issueLines(e)).toEqual(['inv.yml:3:44: cosigners.c-1.key_dir: expected an absolute path (starting with /)']);
+    expect(issueLines(e)).toEqual(['inv.yml:3:44: cosigners.c-1.key_dir: expected an absolute path (starting with /, no control characters)']);
   });
 
   it('lists every issue, each at its own position', () => {
@@ -291,5 +291,24 @@ describe('the repo\'s example inventories load', () => {
 
   it('a missing file is E_INVENTORY naming the path', async () => {
     await expect(loadInventory('/nonexistent/inv.yml')).rejects.toMatchObject({ code: 'E_INVENTORY', message: 'cannot read /nonexistent/inv.yml: ENOENT' });
+  });
+});
+
+describe('parseInventory: secrets stay private', () => {
+  it('a JWT mode that lets every local user read it is refused', () => {
+    expect(() => parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt: { mode: "0644" }\n')).toThrow(
+      /inv\.yml:5:18: nodes\.val-1\.jwt\.mode: expected a mode that gives other users nothing/,
+    );
+    expect(parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt: { mode: "0640", group: docker }\n').nodes[0]!.jwt.mode).toBe('0640');
+  });
+
+  it('paths with .. segments or control characters are refused', () => {
+    expect(() => parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1: { role: validator, deploy_dir: "/opt/../etc" }\n')).toThrow(/deploy_dir: expected a path without \.\. segments/);
+    expect(() => parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1: { role: validator, deploy_dir: "/opt/k\\nx" }\n')).toThrow(/no control characters/);
+  });
+
+  it('a YAML alias bomb is refused as bad input, not an internal error', () => {
+    const bomb = ['network: "473374"', 'a: &a [x, x, x, x, x, x, x, x, x, x]', 'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]', 'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]', 'd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]', 'nodes: {}'].join('\n');
+    expect(() => parseInventory('inv.yml', bomb)).toThrow(expect.objectContaining({ code: 'E_INVENTORY' }));
   });
 });
