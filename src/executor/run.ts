@@ -54,6 +54,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const hostSlots = new Semaphore(o.concurrency ?? 16);
   const memo = new Map<string, Promise<unknown>>();
   const runState = new Map<string, unknown>();
+  const locks = new Map<string, Promise<HostLock>>();
   const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
   for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
   o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
@@ -79,11 +80,12 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
         continue;
       }
       o.sink({ type: 'wave-start', play: play.name, wave: w + 1, hosts: wave.map((h) => h.name) });
-      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState))));
+      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState, locks))));
       if (wave.some((h) => states.get(h.name)?.status === 'failed') && w < waves.length - 1) halted = true;
     }
   }
 
+  for (const l of locks.values()) await l.then((x) => x.release()).catch(() => undefined);
   const summary = summarise(states);
   if (o.report) {
     try {
@@ -105,10 +107,16 @@ async function runHostPlay(
   onceLocks: Map<number, Semaphore>,
   memo: Map<string, Promise<unknown>>,
   runState: Map<string, unknown>,
+  locks: Map<string, Promise<HostLock>>,
 ): Promise<void> {
   let transport: Transport;
   try {
     transport = await o.connect(host);
+    if (o.mode === 'apply') {
+      if (!locks.has(host.name)) locks.set(host.name, lockHost(host, transport));
+      const lock = await locks.get(host.name)!;
+      if (lock.warning) o.sink({ type: 'warning', host: host.name, message: lock.warning });
+    }
   } catch (err) {
     fail(o, host, state, toKryptonError(err, 'E_SSH_CONNECT'), undefined);
     return;
@@ -268,4 +276,35 @@ function summarise(states: Map<string, HostState>): RunSummary {
     else skipped++;
   }
   return { ok: failed === 0 && skipped === 0, changed, unchanged, failed, skipped, hosts };
+}
+
+interface HostLock {
+  release(): void;
+  warning?: string;
+}
+
+/** The host-side lock file; /run is a tmpfs, so a reboot clears it with everything else. */
+const LOCK_FILE = '/run/lock/krypton-secrets.lock';
+const LOCK_READY = 'krypton-secrets-lock-held';
+
+/**
+ * Takes the host's run lock: `flock -n` on LOCK_FILE, held by a host-side process whose stdin is a channel of
+ * this run's connection — released at the end of the run, or by the host itself when the connection dies (no
+ * stale locks). A second concurrent apply (another operator, another terminal) fails that host with
+ * E_PLAN_CONFLICT instead of interleaving restarts or JWT_PATH edits. Hosts without flock run unlocked, with a
+ * warning. Transports without `hold` (tests' fakes) are not locked.
+ */
+async function lockHost(host: Host, t: Transport): Promise<HostLock> {
+  if (!t.hold) return { release: () => undefined };
+  const script = `mkdir -p /run/lock 2>/dev/null; command -v flock >/dev/null 2>&1 || exit 127; exec flock -n -E 75 ${LOCK_FILE} sh -c 'echo ${LOCK_READY}; exec cat >/dev/null'`;
+  const r = await t.hold(['sh', '-c', script], LOCK_READY);
+  if (r.held) return { release: r.release };
+  if (r.code === 127) return { release: () => undefined, warning: 'flock is not installed: this run does not lock the host against a concurrent run' };
+  if (r.code === 75) {
+    throw new KryptonError('E_PLAN_CONFLICT', `another krypton-secrets run is working on ${host.name} (it holds ${LOCK_FILE})`, {
+      hint: 'wait for it to finish, then run again (the lock goes when that run ends or its connection drops)',
+      host: host.name,
+    });
+  }
+  throw new KryptonError('E_SSH_EXEC', `could not take the run lock on ${host.name} (exit ${r.code}${r.stderr ? `: ${r.stderr}` : ''})`, { host: host.name, hint: 'check /run/lock on the host' });
 }

@@ -833,6 +833,67 @@ class Ssh2Transport implements SshTransport {
     });
   }
 
+  /** See {@link Transport.hold}. Holds one channel slot until released or the connection goes. */
+  async hold(argv: string[], readyLine: string, timeoutMs = 30_000): Promise<{ held: true; release: () => void } | { held: false; code: number; stderr: string }> {
+    const line = commandLine(argv);
+    this.#opts.onCommand?.(this.name, line);
+    const release = await this.#acquire('E_SSH_EXEC');
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        release();
+        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: no answer within ${timeoutMs} ms`, { host: this.name }));
+      }, timeoutMs);
+      try {
+        this.#client.exec(line, (err, ch) => {
+          if (err) {
+            done = true;
+            clearTimeout(timer);
+            release();
+            reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: cannot open a channel: ${errText(err)}`, { host: this.name }));
+            return;
+          }
+          let out = '';
+          let errOut = '';
+          let exit = -1;
+          ch.on('data', (c: Buffer) => {
+            out += c.toString('utf8');
+            if (!done && out.includes(readyLine)) {
+              done = true;
+              clearTimeout(timer);
+              let released = false;
+              resolve({
+                held: true,
+                release: () => {
+                  if (released) return;
+                  released = true;
+                  ch.end(); // EOF on stdin: the host-side holder exits and the lock goes
+                },
+              });
+            }
+          });
+          ch.stderr.on('data', (c: Buffer) => (errOut += c.toString('utf8')));
+          ch.on('exit', (code: number | null) => (exit = typeof code === 'number' ? code : -1));
+          ch.on('error', () => {});
+          ch.on('close', () => {
+            release();
+            if (done) return;
+            done = true;
+            clearTimeout(timer);
+            resolve({ held: false, code: exit, stderr: errOut.trim().split('\n').slice(-2).join(' | ').slice(0, 300) });
+          });
+        });
+      } catch (err) {
+        done = true;
+        clearTimeout(timer);
+        release();
+        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: cannot open a channel: ${errText(err)}`, { host: this.name }));
+      }
+    });
+  }
+
   /** One SFTP session per connection, opened on first use; holds one channel slot while open. */
   #sftpSession(): Promise<SFTPWrapper> {
     if (!this.#sftp) {

@@ -49,6 +49,12 @@ export interface Transport {
    * Engine API on 127.0.0.1:8551. Throws KryptonError E_SSH_EXEC when the host refuses the forward.
    */
   forward(host: string, port: number): Promise<Duplex>;
+  /**
+   * Runs `argv` and keeps its channel (and stdin) open until `release()`: for a lock held by a host-side
+   * process for as long as this run needs it (and dropped by the host when the connection dies). Resolves
+   * once the command prints `readyLine` (held) or exits first (not held: exit code and stderr tail).
+   */
+  hold?(argv: string[], readyLine: string, timeoutMs?: number): Promise<{ held: true; release: () => void } | { held: false; code: number; stderr: string }>;
   /** Close the connection (idempotent). */
   close(): Promise<void>;
 }

@@ -132,4 +132,21 @@ describe('rotation, rollback and verify on a live fleet (real sshd, OpenBao, bao
     const failedNow = stopped.events.filter((e) => e['type'] === 'check' && e['ok'] === false).map((e) => `${e['host']} ${e['check']}`);
     expect(failedNow).toEqual(['val-2 agent']);
   });
+
+  it('a second apply started while one runs is refused host by host (run lock), so the JWT is rotated once', async () => {
+    const before = await vaultJwt(info);
+    const first = cli(info, ['apply', 'playbooks/rotate-jwt.yml', '-i', info.files.inventory, '--json']);
+    await new Promise((r) => setTimeout(r, 1200));
+    const second = await cli(info, ['apply', 'playbooks/rotate-jwt.yml', '-i', info.files.inventory, '--json']);
+    const a = await first;
+    expect(a.code, a.stdout).toBe(0);
+    expect(second.code).toBe(1);
+    const codes = Object.values(second.summary?.hosts ?? {}).map((h) => h.error?.code).filter(Boolean);
+    expect(codes).toContain('E_PLAN_CONFLICT');
+    expect((await vaultJwt(info)).version).toBe(before.version + 1);
+    // The lock went with the first run: the next apply runs normally.
+    const again = await cli(info, ['apply', 'playbooks/provision.yml', '-i', info.files.inventory, '--json']);
+    expect(again.code, again.stdout).toBe(0);
+    expect(again.summary?.changed).toBe(0);
+  });
 });
