@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHorcruxKeys } from '../sandbox/horcrux-keys.ts';
 import { NETNS_PREFIX } from '../sandbox/layout.ts';
 import { hostExec, sandboxDown, sandboxUp, simulateReboot, type SandboxInfo } from '../sandbox/index.ts';
-import { cli, sha256 } from './helpers.ts';
+import { cli, persistentText, sha256 } from './helpers.ts';
 
 const BRINGUP = 'playbooks/cosigner-bringup.yml';
 const COSIGNERS = ['cosigner-1', 'cosigner-2', 'cosigner-3'];
@@ -35,19 +35,6 @@ async function storedCount(info: SandboxInfo): Promise<number> {
   return n;
 }
 
-/** Everything a host keeps on persistent disk (its bind-mounted dirs), as text. */
-async function persistentText(info: SandboxInfo, host: string): Promise<string> {
-  let all = '';
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) all += await readFile(p, 'utf8').catch(() => '');
-    }
-  };
-  for (const dir of Object.values(info.hosts[host]!.binds)) await walk(dir);
-  return all;
-}
 
 /** The private values (base64) in a key set dir, for "never printed / never on disk" checks. */
 async function privateValues(dir: string): Promise<string[]> {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,4 +72,18 @@ let hex = ''; process.stdin.on('data', (c) => (hex += c)); process.stdin.on('end
 });`;
   const r = await hostExec(host, ['node', '-e', script], { input: jwtHex });
   return Number(r.stdout.trim());
+}
+
+/** Everything a sandbox host keeps on persistent disk (its bind-mounted dirs), as text (latin1: byte-exact). */
+export async function persistentText(info: SandboxInfo, host: string): Promise<string> {
+  let all = '';
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) all += await readFile(p, 'latin1').catch(() => '');
+    }
+  };
+  for (const dir of Object.values(info.hosts[host]!.binds)) await walk(dir);
+  return all;
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInventory } from '../../src/inventory/loader.ts';
 import { policyJson, renderNodeIamPolicy } from '../../src/render/iam-policy.ts';
 import { hostExec, sandboxDown, sandboxUp, simulateReboot, type AwsKey, type SandboxInfo } from '../sandbox/index.ts';
-import { cli, engineStatusOnHost, sha256, type CliResult } from './helpers.ts';
+import { cli, engineStatusOnHost, persistentText, sha256, type CliResult } from './helpers.ts';
 
 const PROVISION = 'playbooks/provision.yml';
 const nodes = ['val-1', 'val-2', 'val-3'];
@@ -61,19 +61,6 @@ async function jwtSha(host: string): Promise<string | undefined> {
   return r.code === 0 ? sha256(r.stdout) : undefined;
 }
 
-/** Everything a host keeps on persistent disk in the sandbox (deploy dir, logs, tools, ~/.aws, units), as text. */
-async function persistentText(info: SandboxInfo, host: string): Promise<string> {
-  let all = '';
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) all += await readFile(p, 'latin1').catch(() => '');
-    }
-  };
-  for (const dir of Object.values(info.hosts[host]!.binds)) await walk(dir);
-  return all;
-}
 
 /** A copy of the sandbox inventory with `edit` applied, in the sandbox dir (so blobs/ is the same store). */
 async function inventoryVariant(info: SandboxInfo, name: string, edit: (text: string) => string): Promise<string> {

@@ -1,27 +1,11 @@
-import { copyFile, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostExec, sandboxDown, sandboxUp, startHostSshd, stopHostSshd, type SandboxInfo } from '../sandbox/index.ts';
-import { cli, engineStatusOnHost, sha256, vaultJwt } from './helpers.ts';
+import { cli, engineStatusOnHost, persistentText, sha256, vaultJwt } from './helpers.ts';
 
 const PROVISION = 'playbooks/provision.yml';
 
-/** Everything a host keeps on persistent disk in the sandbox (deploy dir, logs), as text. */
-async function persistentText(info: SandboxInfo, host: string): Promise<string> {
-  const h = info.hosts[host]!;
-  let all = '';
-  for (const dir of Object.values(h.binds)) {
-    const walk = async (d: string): Promise<void> => {
-      for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-        const p = join(d, e.name);
-        if (e.isDirectory()) await walk(p);
-        else if (e.isFile()) all += await readFile(p, 'utf8').catch(() => '');
-      }
-    };
-    await walk(dir);
-  }
-  return all;
-}
 
 describe('provision the Engine-API JWT through Vault (real sshd, OpenBao, bao agent)', () => {
   let info: SandboxInfo;
