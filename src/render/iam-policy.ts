@@ -18,6 +18,7 @@
  */
 import type { Inventory, NodeHost } from '../inventory/model.ts';
 import { BOOT_FILES, ENGINE_JWT_PURPOSE, engineJwtContext, renderBootScript, renderBootUnit, smSecretName } from './kms-host.ts';
+import { horcruxAdminStatement } from '../horcrux/iam.ts';
 
 /** What render may know beyond the inventory (the sandbox knows all of it; an operator may pass it). */
 export interface IamRenderOptions {
@@ -158,6 +159,8 @@ export function renderAdminIamPolicy(inv: Inventory, o: IamRenderOptions = {}): 
       Resource: key.resource,
       Condition: mergeConditions({ StringEquals: { 'kms:EncryptionContext:purpose': ENGINE_JWT_PURPOSE, 'kms:EncryptionContext:network': inv.network } }, key.aliasCondition),
     });
+    // Horcrux key files are KMS blobs too (import-horcrux encrypts, bring-up checks fingerprints).
+    statements.push(horcruxAdminStatement(inv, o));
   }
   return { Version: '2012-10-17', Statement: statements };
 }

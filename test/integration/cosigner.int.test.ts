@@ -278,7 +278,7 @@ describe('Horcrux cosigner bring-up through Vault (real sshd, OpenBao, bao agent
  * and delivers over SFTP). The cosigners' own host-side decrypt is covered by unit tests until the sandbox gives
  * cosigners an AWS identity.
  */
-describe('Horcrux cosigner bring-up with KMS blobs (moto, operator-side decrypt)', () => {
+describe('Horcrux cosigner bring-up with KMS blobs (moto with IAM, each cosigner decrypts with its own identity)', () => {
   let info: SandboxInfo;
   let inv: string;
   let rootEnv: Record<string, string>;
@@ -305,7 +305,8 @@ describe('Horcrux cosigner bring-up with KMS blobs (moto, operator-side decrypt)
   }, 60_000);
 
   it('import writes one context-bound blob per file next to the inventory, no plaintext in it', async () => {
-    const r = await cli(info, ['import-horcrux', info.files.horcruxKeys!, '-i', inv], rootEnv);
+    // The sandbox operator (krypton-admin) carries exactly the admin policy `render` writes.
+    const r = await cli(info, ['import-horcrux', info.files.horcruxKeys!, '-i', info.files.inventory]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/6 written, 0 unchanged/);
@@ -317,7 +318,7 @@ describe('Horcrux cosigner bring-up with KMS blobs (moto, operator-side decrypt)
         expect(meta.encryption_context).toEqual({ purpose: `krypton-horcrux-${k}`, network: CHAIN, cosigner: c });
       }
     }
-    const again = await cli(info, ['import-horcrux', info.files.horcruxKeys!, '-i', inv], rootEnv);
+    const again = await cli(info, ['import-horcrux', info.files.horcruxKeys!, '-i', info.files.inventory]);
     expect(again.stdout).toMatch(/0 written, 6 unchanged/);
   });
 
@@ -340,7 +341,7 @@ describe('Horcrux cosigner bring-up with KMS blobs (moto, operator-side decrypt)
   });
 
   it('bring-up puts each cosigner\'s own files in its tmpfs key dir; a second run changes nothing', async () => {
-    const r = await cli(info, ['apply', BRINGUP, '-i', inv, '--json'], rootEnv);
+    const r = await cli(info, ['apply', BRINGUP, '-i', info.files.inventory, '--json']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.summary).toMatchObject({ ok: true, changed: 3 });
@@ -354,8 +355,29 @@ describe('Horcrux cosigner bring-up with KMS blobs (moto, operator-side decrypt)
       }
       expect((await hostExec(c, ['horcruxctl', 'status'])).code).toBe(0);
     }
-    const again = await cli(info, ['apply', BRINGUP, '-i', inv, '--json'], rootEnv);
+    const again = await cli(info, ['apply', BRINGUP, '-i', info.files.inventory, '--json']);
     expect(again.code).toBe(0);
     expect(again.summary).toMatchObject({ changed: 0, unchanged: 3 });
+  });
+
+  it("cosigner-1's own AWS identity cannot decrypt cosigner-2's blob, even under cosigner-2's context", async () => {
+    const aws = info.aws!;
+    const blob = `/opt/horcrux/blobs/${fileOf.shard}.enc`;
+    await hostExec('cosigner-1', ['sh', '-c', `cat > /tmp/other.enc`], { input: await readFile(join(info.dir, 'blobs', CHAIN, 'horcrux', 'cosigner-2', 'shard', 'v1.enc')) });
+    const tryDecrypt = (host: string, file: string, cosigner: string) =>
+      hostExec(host, ['/usr/bin/aws', 'kms', 'decrypt', '--ciphertext-blob', `fileb://${file}`, '--encryption-context', JSON.stringify({ purpose: 'krypton-horcrux-shard', network: CHAIN, cosigner }), '--region', aws.region, '--endpoint-url', aws.endpoint, '--query', 'KeyId', '--output', 'text']);
+    const foreign = await tryDecrypt('cosigner-1', '/tmp/other.enc', 'cosigner-2');
+    expect(foreign.code).not.toBe(0);
+    expect(foreign.stderr).toMatch(/AccessDenied/);
+    expect((await tryDecrypt('cosigner-1', blob, 'cosigner-1')).code).toBe(0);
+    await hostExec('cosigner-1', ['rm', '-f', '/tmp/other.enc']);
+  });
+
+  it('decrypt: operator (the laptop decrypts, SFTP into the key dir) brings a cosigner back after a reboot', async () => {
+    await simulateReboot('cosigner-3');
+    const r = await cli(info, ['apply', BRINGUP, '-i', inv, '--limit', 'cosigner-3', '--json']);
+    expect(r.code, r.stdout).toBe(0);
+    for (const k of KINDS) expect((await hostExec('cosigner-3', ['sha256sum', `${KEY_DIR}/${fileOf[k]}`])).stdout.split(' ')[0]).toBe(want['cosigner-3']![k]);
+    expect((await hostExec('cosigner-3', ['horcruxctl', 'status'])).code).toBe(0);
   });
 });

@@ -188,8 +188,9 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
   let aws: SandboxAws | undefined;
   if (moto && o.backend !== 'vault') {
     const nodeHosts = hosts.filter((h) => h.kind === 'node');
-    aws = await bootstrapMoto(moto, nodeHosts.map((h) => h.name), o.backend);
-    for (const h of nodeHosts) writeHostAwsConfig(h.binds['/root/.aws']!, aws.hosts[h.name]!);
+    const cosignerHosts = hosts.filter((h) => h.kind === 'cosigner');
+    aws = await bootstrapMoto(moto, nodeHosts.map((h) => h.name), o.backend, o.backend === 'kms' ? cosignerHosts.map((h) => h.name) : []);
+    for (const h of [...nodeHosts, ...(o.backend === 'kms' ? cosignerHosts : [])]) writeHostAwsConfig(h.binds['/root/.aws']!, aws.hosts[h.name]!);
   }
 
   if (o.plaintextJwt) {

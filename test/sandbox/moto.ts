@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { parseInventory } from '../../src/inventory/loader.ts';
 import type { Inventory } from '../../src/inventory/model.ts';
 import { renderAdminIamPolicy, renderNodeIamPolicy, type IamRenderOptions } from '../../src/render/iam-policy.ts';
+import { renderCosignerIamPolicy } from '../../src/horcrux/iam.ts';
 import { BRIDGE_ADDRESS, NETWORK_ID, SANDBOX_SRC } from './layout.ts';
 import { SandboxError, logTail, waitFor } from './proc.ts';
 
@@ -129,7 +130,12 @@ function policyInventory(network: string, backend: 'kms' | 'secrets-manager'): I
 }
 
 /** Waits for moto, creates the CMK and the identities, then turns IAM enforcement on. */
-export async function bootstrapMoto(server: { log: string; exited: () => string | undefined; pid: number }, nodes: string[], backend: 'kms' | 'secrets-manager'): Promise<SandboxAws> {
+export async function bootstrapMoto(
+  server: { log: string; exited: () => string | undefined; pid: number },
+  nodes: string[],
+  backend: 'kms' | 'secrets-manager',
+  cosigners: string[] = [],
+): Promise<SandboxAws> {
   await waitFor(
     `moto at ${MOTO_ADDRESS}`,
     async () => {
@@ -159,6 +165,8 @@ export async function bootstrapMoto(server: { log: string; exited: () => string 
   const inv = policyInventory(NETWORK_ID, backend);
   const hosts: Record<string, AwsKey> = {};
   for (const n of nodes) hosts[n] = await user(`krypton-node-${NETWORK_ID}-${n}`, { [`krypton-node-${backend}`]: renderNodeIamPolicy(inv, n, o) });
+  // Each cosigner may decrypt only its own Horcrux blobs (the policy `render` writes for it).
+  for (const c of cosigners) hosts[c] = await user(`krypton-cosigner-${NETWORK_ID}-${c}`, { 'krypton-cosigner-kms': renderCosignerIamPolicy(policyInventory(NETWORK_ID, 'kms'), c, o) });
 
   const res = await fetch(`${MOTO_ADDRESS}/moto-api/reset-auth`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '0', signal: AbortSignal.timeout(5000) });
   if (res.status !== 200) throw new SandboxError(`turning moto's IAM enforcement on failed: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);

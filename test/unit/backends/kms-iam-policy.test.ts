@@ -48,10 +48,13 @@ describe('node policy', () => {
 });
 
 describe('admin policy', () => {
-  it('kms: Encrypt/Decrypt for this network\'s Engine-API JWT context, DescribeKey', () => {
+  it('kms: Encrypt/Decrypt for this network\'s Engine-API JWT and Horcrux contexts, DescribeKey', () => {
     const doc = renderAdminIamPolicy(inv('kms', '  key_id: alias/krypton-engine-jwt\n  region: eu-west-1\n'), { keyArn: 'arn:aws:kms:eu-west-1:1:key/k' });
-    expect(doc.Statement.map((s) => s.Action)).toEqual(['kms:DescribeKey', ['kms:Encrypt', 'kms:Decrypt']]);
+    expect(doc.Statement.map((s) => s.Action)).toEqual(['kms:DescribeKey', ['kms:Encrypt', 'kms:Decrypt'], ['kms:Encrypt', 'kms:Decrypt']]);
     expect(doc.Statement[1]!.Condition).toEqual({ StringEquals: { 'kms:EncryptionContext:purpose': 'krypton-engine-jwt', 'kms:EncryptionContext:network': '473374' } });
+    expect(doc.Statement[2]!.Condition).toEqual({
+      StringEquals: { 'kms:EncryptionContext:purpose': ['krypton-horcrux-ecies', 'krypton-horcrux-shard'], 'kms:EncryptionContext:network': '473374' },
+    });
   });
 
   it("secrets-manager: the network's krypton/<network>/* secrets, and the key only via Secrets Manager", () => {
