@@ -15,6 +15,9 @@ import { SECRETS_DIR, type CosignerHost, type Host, type Inventory, type NodeHos
 import { cosignerSettings } from '../horcrux/config.ts';
 import { homeState, type HomeFact } from '../horcrux/facts.ts';
 import { horcruxVerifyKeys } from '../tasks/horcrux-verify-keys.ts';
+import { kmsPutBlob } from '../tasks/kms-put-blob.ts';
+import { kmsInstallBootStep } from '../tasks/kms-install-boot-step.ts';
+import type { AnyTask, FactSpec } from '../core/task.ts';
 import { AGENT_FILES, engineJwtKvPath, nodeRoleName } from '../render/vault-agent.ts';
 import type { Transport } from '../transport/transport.ts';
 import { nodeChecks, type CheckRow, type NodeAuditFacts } from './checks.ts';
@@ -123,7 +126,43 @@ async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport,
     transport,
     env,
   )) as unknown as NodeAuditFacts;
-  return nodeChecks(inv, node, facts);
+  const rows = nodeChecks(inv, node, facts);
+  // The AWS backends' host-side pieces, judged by their own tasks: converged means the check passes.
+  for (const [task, check] of [
+    [kmsPutBlob, 'kms.blob'],
+    [kmsInstallBootStep, 'kms.boot-step'],
+  ] as const) {
+    if (task.backends?.includes(inv.backend)) rows.push((await taskCheck(task, check, node, transport, env)).row);
+  }
+  return rows;
+}
+
+/**
+ * A verify row from a task's plan on the live host: noChange passes (its reason), anything else fails.
+ * `extra` facts ride along in the same exec and are returned.
+ */
+async function taskCheck(
+  task: AnyTask,
+  check: string,
+  host: Host,
+  transport: Transport,
+  env: GatherEnv,
+  extra: Record<string, FactSpec<unknown>> = {},
+): Promise<{ row: CheckRow; extra: Record<string, unknown> }> {
+  const inv = env.inventory;
+  const params = task.params.parse({});
+  const specs = task.facts(params, host, inv) as Record<string, FactSpec<unknown>>;
+  const all = await gatherFacts({ ...specs, ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`extra:${k}`, v])) }, transport, env);
+  const facts = Object.fromEntries(Object.keys(specs).map((k) => [k, all[k]]));
+  const out = Object.fromEntries(Object.keys(extra).map((k) => [k, all[`extra:${k}`]]));
+  const plan = task.plan(params, facts, { host, inventory: inv, restartPending: false, resume: false });
+  const row: CheckRow =
+    plan.kind === 'noChange'
+      ? { host: host.name, check, ok: true, detail: plan.reason }
+      : plan.kind === 'refuse'
+        ? { host: host.name, check, ok: false, detail: plan.error.message }
+        : { host: host.name, check, ok: false, detail: `not current: apply would ${plan.actions.map((a) => a.description).join('; ')}` };
+  return { row, extra: out };
 }
 
 /** Reads the agent's token from its sink over SSH (into memory only) and asks Vault about it. */
@@ -175,17 +214,10 @@ async function auditCosigner(o: VerifyOptions, c: CosignerHost, transport: Trans
   const inv = o.inventory;
   const s = cosignerSettings(inv, c);
   const env = gatherEnv(o, c, transport, memo);
-  const verifyKeys = horcruxVerifyKeys;
-  const facts = await gatherFacts({ ...verifyKeys.facts({}, c, inv), home: homeState(s) }, transport, env);
-  const plan = verifyKeys.plan({}, facts as never, { host: c, inventory: inv, restartPending: false, resume: false });
-  const home = facts['home'] as HomeFact;
+  const keys = await taskCheck(horcruxVerifyKeys, 'cosigner.keys', c, transport, env, { home: homeState(s) });
+  const home = keys.extra['home'] as HomeFact;
   return [
-    {
-      host: c.name,
-      check: 'cosigner.keys',
-      ok: plan.kind === 'noChange',
-      detail: plan.kind === 'noChange' ? plan.reason : plan.kind === 'refuse' ? plan.error.message : 'unexpected plan',
-    },
+    keys.row,
     {
       host: c.name,
       check: 'cosigner.state',

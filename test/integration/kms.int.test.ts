@@ -158,6 +158,17 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     const v = await cli(info, ['verify', '-i', info.files.inventory, '--json']);
     expect(v.code, v.stdout).toBe(0);
     expect(v.stdout).not.toContain(jwtHex);
+    const checks = v.events.filter((e) => e['type'] === 'check').map((e) => `${e['host']} ${e['check']}`);
+    for (const n of ['val-1', 'val-2', 'val-3']) expect(checks).toEqual(expect.arrayContaining([`${n} kms.blob`, `${n} kms.boot-step`]));
+  });
+
+  it('verify names a host whose blob copy is gone, and apply puts it back', async () => {
+    await hostExec('val-2', ['rm', '-f', '/opt/krypton/secrets/jwt.hex.enc']);
+    const v = await cli(info, ['verify', '-i', info.files.inventory, '--json']);
+    expect(v.code).toBe(1);
+    expect(v.events.filter((e) => e['type'] === 'check' && e['ok'] === false).map((e) => `${e['host']} ${e['check']}`)).toEqual(['val-2 kms.blob']);
+    expectOk(await cli(info, ['apply', PROVISION, '-i', info.files.inventory, '--json']));
+    expect((await cli(info, ['verify', '-i', info.files.inventory])).code).toBe(0);
   });
 
   it('a host identity cannot Encrypt, nor decrypt under another context', async () => {
