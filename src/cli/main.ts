@@ -8,7 +8,7 @@ import type { RunEvent } from '../core/events.ts';
 import { createBackends } from '../backends/registry.ts';
 import { loadInventory } from '../inventory/loader.ts';
 import { loadPlaybook } from '../playbook/loader.ts';
-import { runPlaybook } from '../executor/run.ts';
+import { acquireHostLocks, runPlaybook, type HostLock } from '../executor/run.ts';
 import { selectHosts, checkLimit } from '../executor/select.ts';
 import { makeConnector } from './connect.ts';
 import { eventToJson, formatFailure, plainRenderer } from './render-events.ts';
@@ -78,19 +78,34 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
   const backends = createBackends(inventory);
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
-  // A rotation (or a rollback, which writes a version before it runs) limited to some nodes of a shared JWT
-  // would leave the others on a value the backend no longer has as current.
-  if (rotates && mode === 'apply' && limit && (!flags.resume || before !== undefined)) {
-    const shared = inventory.nodes.filter((n) => limit.has(n.name) && backends.jwtScope(n.name) === '*');
-    if (shared.length && inventory.nodes.some((n) => !limit.has(n.name))) {
-      throw new KryptonError('E_USAGE', `--limit with a JWT shared by the whole network would write a new version for every node but move only ${[...limit].join(', ')}`, {
-        hint: 'rotate the whole fleet (the playbook\'s serial: waves are the canary), use jwt_per_node for per-node values, or add --resume to move limited nodes to the current version',
-      });
+  // A rotation (or a rollback, which writes a version before it runs) that reaches only some nodes of a shared
+  // JWT would leave the others on a value the backend no longer has as current. Conditional rotations
+  // (`when: plaintext-matches`: the value is compromised anyway) may go node by node.
+  const unconditional = playbook.plays.filter((p) => p.steps.some((s) => s.task.id === 'jwt.rotate' && (s.params as { when?: string }).when !== 'plaintext-matches'));
+  if (mode === 'apply' && (!flags.resume || before !== undefined)) {
+    const plays = before !== undefined ? playbook.plays : unconditional;
+    for (const p of plays) {
+      const reached = new Set(selectHosts(inventory, p.hosts).filter((h) => !limit || limit.has(h.name)).map((h) => h.name));
+      const sharedReached = inventory.nodes.some((n) => reached.has(n.name) && backends.jwtScope(n.name) === '*');
+      const left = inventory.nodes.filter((n) => !reached.has(n.name) && backends.jwtScope(n.name) === '*');
+      if (sharedReached && left.length) {
+        throw new KryptonError('E_USAGE', `"${p.name}" would write a new version of the network's shared JWT but move only ${[...reached].join(', ')} (not ${left.map((n) => n.name).join(', ')})`, {
+          hint: 'rotate the whole fleet (the playbook\'s serial: waves are the canary), use jwt_per_node for per-node values, or add --resume to move some nodes to the current version',
+        });
+      }
     }
   }
   const { sink, done } = renderer(flags.json, hosts);
+  let locks: Map<string, Promise<HostLock>> | undefined;
   try {
-    await before?.(backends);
+    if (before) {
+      // Lock every host first: a backend write must not race a run already working on the fleet.
+      locks = await acquireHostLocks(
+        inventory.nodes.filter((n) => hosts.includes(n.name)),
+        (h) => connector.get(h),
+      );
+      await before(backends);
+    }
     // Ctrl-C: finish the steps under way (no host is left half-written), start nothing new, report, exit.
     const interrupt = new AbortController();
     const onSigint = () => {
@@ -101,6 +116,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     process.on('SIGINT', onSigint);
     const summary = await runPlaybook({
       signal: interrupt.signal,
+      locks,
       inventory,
       playbook,
       mode,

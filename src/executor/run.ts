@@ -26,6 +26,11 @@ export interface RunOptions {
   connect(host: Host): Promise<Transport>;
   /** `--resume`: continue a halted rotation without writing a new backend version. */
   resume?: boolean;
+  /**
+   * Host run locks already taken (by `acquireHostLocks`, e.g. before a rollback writes its backend version);
+   * the run adds the ones it takes itself and releases them all at its end.
+   */
+  locks?: Map<string, Promise<HostLock>>;
   /** Aborted (Ctrl-C): no new step or wave starts; steps under way finish, so no host is left half-written. */
   signal?: AbortSignal;
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
@@ -54,7 +59,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const hostSlots = new Semaphore(o.concurrency ?? 16);
   const memo = new Map<string, Promise<unknown>>();
   const runState = new Map<string, unknown>();
-  const locks = new Map<string, Promise<HostLock>>();
+  const locks = o.locks ?? new Map<string, Promise<HostLock>>();
   const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
   for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
   o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
@@ -278,9 +283,26 @@ function summarise(states: Map<string, HostState>): RunSummary {
   return { ok: failed === 0 && skipped === 0, changed, unchanged, failed, skipped, hosts };
 }
 
-interface HostLock {
+export interface HostLock {
   release(): void;
   warning?: string;
+}
+
+/**
+ * Takes the run lock on every host in `hosts` before anything is written anywhere (a rollback writes its
+ * backend version first). Resolves with the locks for {@link RunOptions.locks}; if any host refuses, releases
+ * the others and throws that host's E_PLAN_CONFLICT (or connection error): nothing has changed.
+ */
+export async function acquireHostLocks(hosts: Host[], connect: (h: Host) => Promise<Transport>): Promise<Map<string, Promise<HostLock>>> {
+  const locks = new Map<string, Promise<HostLock>>();
+  for (const h of hosts) locks.set(h.name, connect(h).then((t) => lockHost(h, t)));
+  const settled = await Promise.allSettled(locks.values());
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    for (const r of settled) if (r.status === 'fulfilled') r.value.release();
+    throw toKryptonError(failed.reason, 'E_SSH_CONNECT');
+  }
+  return locks;
 }
 
 /** The host-side lock file; /run is a tmpfs, so a reboot clears it with everything else. */

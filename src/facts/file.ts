@@ -85,3 +85,13 @@ export function accounts(user?: string, group?: string): RemoteFact<{ user?: boo
     },
   };
 }
+
+/** True when `path` is a small file holding one 64-hex value (optional `0x`, optional trailing newline/CR). */
+export function looksLikeJwtFile(path: string): RemoteFact<boolean> {
+  const p = shellQuote(path);
+  return {
+    kind: 'remote',
+    script: `[ -f ${p} ] && [ "$(wc -c < ${p})" -le 70 ] && grep -qxiE '(0x)?[0-9a-f]{64}\r?' ${p} && [ "$(wc -l < ${p})" -le 1 ] && echo yes || echo no`,
+    parse: (stdout) => stdout.trim() === 'yes',
+  };
+}

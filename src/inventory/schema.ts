@@ -78,10 +78,15 @@ const agentCmdSchema = z.strictObject({
   stop: argv.optional(),
 });
 
+/** A compose env file: apply edits its JWT_PATH line, so it must be named like one (`.env`, `x.env`, `.env.x`). */
+const envFilePath = absolutePath.refine((p) => /(^|\.)env$|^\.env(\.|$)/.test(p.split('/').pop() ?? ''), {
+  message: 'expected a compose env file (named .env, <name>.env or .env.<name>): apply edits its JWT_PATH line',
+});
+
 /** Settings a node may override (also the `defaults:` block). */
 const nodeOverrides = {
   deploy_dir: absolutePath.optional(),
-  env_file: absolutePath.optional(),
+  env_file: envFilePath.optional(),
   restart: argv.optional(),
   agent: agentCmdSchema.optional(),
   jwt: jwtFileSchema.optional(),

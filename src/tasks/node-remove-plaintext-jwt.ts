@@ -1,6 +1,6 @@
 import { defineTask, change, noChange, refuse } from '../core/task.ts';
 import { act } from '../core/action.ts';
-import { envKey, fileAt } from '../facts/file.ts';
+import { envKey, fileAt, looksLikeJwtFile } from '../facts/file.ts';
 import { describeGit, gitStatusOf } from '../facts/git.ts';
 import { expectedEngineJwt } from '../facts/inputs.ts';
 import type { Host } from '../inventory/model.ts';
@@ -21,9 +21,15 @@ export const nodeRemovePlaintextJwt = defineTask({
   params: noParams,
   facts: (_p, host: Host) => {
     const node = asNode(host);
-    return { legacy: fileAt(node.legacyJwtPath, { digest: true }), env: envKey(node.envFile, 'JWT_PATH'), git: gitStatusOf(node.legacyJwtPath), jwt: expectedEngineJwt() };
+    return {
+      legacy: fileAt(node.legacyJwtPath, { digest: true }),
+      looksLikeJwt: looksLikeJwtFile(node.legacyJwtPath),
+      env: envKey(node.envFile, 'JWT_PATH'),
+      git: gitStatusOf(node.legacyJwtPath),
+      jwt: expectedEngineJwt(),
+    };
   },
-  plan(_p, { legacy, env, git, jwt }, { host }) {
+  plan(_p, { legacy, looksLikeJwt, env, git, jwt }, { host }) {
     const node = asNode(host);
     const path = node.legacyJwtPath;
     const gitNote = describeGit(path, git);
@@ -31,6 +37,10 @@ export const nodeRemovePlaintextJwt = defineTask({
       return refuse('E_PLAN_CONFLICT', `JWT_PATH in ${node.envFile} still points at the plaintext ${path}`, `run node.set-jwt-path and node.restart-lockstep first (JWT_PATH=${AGENT_FILES.jwt})`);
     }
     if (!legacy.exists) return noChange(`no plaintext JWT at ${path}${gitNote ? `; ${gitNote}` : ''}`);
+    if (!looksLikeJwt) {
+      // Shredding is irreversible: only a file that is a JWT (64 hex, optional 0x, optional newline) goes.
+      return refuse('E_PLAN_CONFLICT', `${path} does not look like a JWT file (64 hex characters); not shredding it`, 'check legacy_jwt_path for this node in the inventory');
+    }
     if (jwt && legacy.sha256 === jwt.secret.fingerprint()) {
       return refuse('E_PLAN_CONFLICT', `${path} holds the backend's current value (${jwt.secret.shortFingerprint()}): it is compromised`, 'run jwt.rotate (when: plaintext-matches) before removing it');
     }

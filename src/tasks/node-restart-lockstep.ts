@@ -22,7 +22,9 @@ export const nodeRestartLockstep = defineTask({
     if (!probe) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
     if (!restartPending && probe.outcome === 'accepted') return noChange('el and cl already run on the current JWT (Engine API accepted it)');
     const why = restartPending ? 'JWT_PATH changed' : `the Engine API does not accept the current JWT yet (${probe.detail})`;
-    return change(act.exec(node.restart, `restart el and cl together: ${why}`, { cwd: node.deployDir }));
+    // setsid -w: the restart runs in its own session, so a dropped SSH connection (SIGHUP) cannot cut it off
+    // between stopping el and starting cl; -w keeps its exit status.
+    return change(act.exec(['setsid', '-w', ...node.restart], `restart el and cl together: ${why}`, { cwd: node.deployDir }));
   },
   settle: (p) => ({ intervalMs: 500, timeoutMs: p.timeout_seconds * 1000 }),
   disruptive: true,

@@ -1,3 +1,4 @@
+import { act } from '../core/action.ts';
 import { defineTask, change, noChange, refuse } from '../core/task.ts';
 import { agentState } from '../facts/agent.ts';
 import { expectedEngineJwt } from '../facts/inputs.ts';
@@ -24,6 +25,11 @@ export const vaultDeliverSecretId = defineTask({
     if (mount?.fsType !== 'tmpfs') return refuse('E_PLAN_CONFLICT', `${SECRETS_DIR} is not a tmpfs mount`, 'run mount.tmpfs first');
     if (!jwt) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
     const why = agentRestartReason(inventory.vault.agentMode, agent, jwt);
+    if (!why && agent.leftoverTempFiles > 0) {
+      return change(
+        act.exec(['find', SECRETS_DIR, '-maxdepth', '1', '-name', '.*.krypton-*.tmp', '-delete'], `remove ${agent.leftoverTempFiles} temp file(s) of an interrupted upload (one may hold a wrapping token)`),
+      );
+    }
     if (!why) return noChange(`agent authenticated (pid ${agent.pid ?? '-'}); no secret_id needed`);
     const role = nodeRoleName(inventory.network, host.name);
     return change({

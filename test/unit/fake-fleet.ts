@@ -439,6 +439,8 @@ export class FakeHost {
       f.mtime = nowSeconds();
       return ok;
     }
+    // The executor runs the restart command as `setsid -w <restart…>` (it must survive a dropped connection).
+    if (node && argv[0] === 'setsid' && argv[1] === '-w') argv = argv.slice(2);
     if (node && same(node.restart)) {
       if (cwd !== node.deployDir) return { code: 1, stdout: '', stderr: 'no configuration file provided: not found' };
       this.restarts++;

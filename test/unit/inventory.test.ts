@@ -312,3 +312,12 @@ describe('parseInventory: secrets stay private', () => {
     expect(() => parseInventory('inv.yml', bomb)).toThrow(expect.objectContaining({ code: 'E_INVENTORY' }));
   });
 });
+
+describe('parseInventory: files apply edits must be what they claim', () => {
+  it('env_file must be named like a compose env file', () => {
+    expect(() => parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1: { role: validator, env_file: /etc/shadow }\n')).toThrow(/env_file: expected a compose env file/);
+    for (const ok of ['/opt/krypton/.env', '/srv/k/node.env', '/srv/k/.env.testnet']) {
+      expect(parseInventory('inv.yml', `network: "473374"\nnodes:\n  val-1: { role: validator, env_file: ${ok} }\n`).nodes[0]!.envFile).toBe(ok);
+    }
+  });
+});
