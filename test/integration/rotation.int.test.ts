@@ -7,6 +7,16 @@ import { failuresOutsideRestarts, overlaps, readWitness } from './witness.ts';
 
 const nodes = ['val-1', 'val-2', 'val-3'];
 
+/** Waits until a running apply holds the host's run lock (read from /proc/locks: the check takes no lock itself). */
+async function lockHeld(host: string): Promise<void> {
+  const held = 'i=$(stat -c %i /run/lock/krypton-secrets.lock 2>/dev/null) && grep -q ":$i " /proc/locks';
+  for (let i = 0; i < 200; i++) {
+    if ((await hostExec(host, ['sh', '-c', held])).code === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no run lock on ${host} within 10 s`);
+}
+
 async function jwtFingerprint(host: string): Promise<string> {
   return sha256((await hostExec(host, ['cat', '/run/krypton-secrets/jwt.hex'])).stdout);
 }
@@ -136,7 +146,7 @@ describe('rotation, rollback and verify on a live fleet (real sshd, OpenBao, bao
   it('a second apply started while one runs is refused host by host (run lock), so the JWT is rotated once', async () => {
     const before = await vaultJwt(info);
     const first = cli(info, ['apply', 'playbooks/rotate-jwt.yml', '-i', info.files.inventory, '--json']);
-    await new Promise((r) => setTimeout(r, 1200));
+    await lockHeld('val-1');
     const second = await cli(info, ['apply', 'playbooks/rotate-jwt.yml', '-i', info.files.inventory, '--json']);
     const a = await first;
     expect(a.code, a.stdout).toBe(0);
@@ -148,5 +158,18 @@ describe('rotation, rollback and verify on a live fleet (real sshd, OpenBao, bao
     const again = await cli(info, ['apply', 'playbooks/provision.yml', '-i', info.files.inventory, '--json']);
     expect(again.code, again.stdout).toBe(0);
     expect(again.summary?.changed).toBe(0);
+  });
+
+  it('rollback-jwt during a running apply is refused before it writes any version', async () => {
+    const before = await vaultJwt(info);
+    const first = cli(info, ['apply', 'playbooks/rotate-jwt.yml', '-i', info.files.inventory, '--json']);
+    await lockHeld('val-1');
+    const rb = await cli(info, ['rollback-jwt', '-i', info.files.inventory, '--json']);
+    expect(rb.code).not.toBe(0);
+    expect(rb.stdout + rb.stderr).toMatch(/E_PLAN_CONFLICT/);
+    const a = await first;
+    expect(a.code, a.stdout).toBe(0);
+    // Only the running rotation wrote a version; the refused rollback wrote none.
+    expect((await vaultJwt(info)).version).toBe(before.version + 1);
   });
 });
