@@ -94,8 +94,6 @@ export interface TaskDef<P = unknown, F extends Record<string, FactSpec<unknown>
   once?: boolean;
   /** When this task changes a host, later steps see `restartPending` (el/cl must restart to read the JWT). */
   triggersRestart?: boolean;
-  /** Whether `plan` is meaningful after earlier steps changed (false: shown as "depends on earlier steps"). */
-  checkMode?: boolean;
 }
 
 /** Identity helper that keeps `TaskDef` generics inferred at the definition site. */

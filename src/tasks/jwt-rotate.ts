@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineTask, change, noChange, refuse, laptopFact } from '../core/task.ts';
 import { fileAt } from '../facts/file.ts';
-import { readEngineJwt } from '../facts/inputs.ts';
+import { expectedEngineJwt } from '../facts/inputs.ts';
 import { asNode } from './common.ts';
 
 /**
@@ -19,7 +19,7 @@ export const jwtRotate = defineTask({
   once: true,
   params: z.strictObject({ when: z.enum(['always', 'plaintext-matches']).default('always') }).prefault({}),
   facts: (_p, host) => ({
-    current: laptopFact((env) => readEngineJwt(env)),
+    current: expectedEngineJwt(),
     rotated: laptopFact(async (env) => env.runState.get(`rotated:${env.backends.jwtScope(env.host.name)}`) as number | undefined),
     legacy: fileAt(asNode(host).legacyJwtPath, { digest: true }),
   }),

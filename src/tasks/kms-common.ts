@@ -8,7 +8,7 @@ import { noChange, refuse } from '../core/task.ts';
 import type { EngineJwtValue } from '../backends/registry.ts';
 import type { JwtFileFact } from '../facts/kms.ts';
 import type { MountFact } from '../facts/mount.ts';
-import type { NodeHost } from '../inventory/model.ts';
+import type { Inventory, NodeHost } from '../inventory/model.ts';
 import { SECRETS_DIR } from '../inventory/model.ts';
 import { JWT_FILE } from '../render/kms-host.ts';
 
@@ -44,4 +44,25 @@ export function operatorDelivery(node: NodeHost, expected: EngineJwtValue, why: 
     `write jwt.hex (${expected.source} v${expected.version}, ${expected.secret.shortFingerprint()}) decrypted on the operator's machine, over SFTP: ${why}`,
     { owner: node.jwt.owner, group: node.jwt.group },
   );
+}
+
+/**
+ * The part of kms.decrypt-on-host and sm.fetch-on-host before the host-side fetch: refuse without a tmpfs or
+ * a backend value, nothing to do when jwt.hex is right, the laptop delivers with `decrypt: operator`.
+ * Returns that plan, or why the host must fetch (with the value it must end up holding).
+ */
+export function beforeHostFetch(
+  node: NodeHost,
+  inv: Inventory,
+  mount: MountFact | undefined,
+  jwt: JwtFileFact,
+  expected: EngineJwtValue | undefined,
+  seedTask: string,
+): { plan: Plan } | { why: string; expected: EngineJwtValue } {
+  const pre = preflight(mount, expected, seedTask);
+  if (pre || !expected) return { plan: pre! };
+  const why = jwtFileProblem(node, jwt, expected);
+  if (!why) return { plan: jwtCurrent(node, expected) };
+  if (inv.kms?.decrypt === 'operator') return { plan: { kind: 'change', actions: [operatorDelivery(node, expected, why)] } };
+  return { why, expected };
 }

@@ -6,7 +6,7 @@ import { mountAt } from '../facts/mount.ts';
 import { SECRETS_DIR } from '../inventory/model.ts';
 import { JWT_FILE, describeContext, engineJwtContext, fetchArgv, hostBlobPath, kmsDecryptArgs } from '../render/kms-host.ts';
 import { asNode, noParams } from './common.ts';
-import { jwtCurrent, jwtFileProblem, operatorDelivery, preflight } from './kms-common.ts';
+import { beforeHostFetch } from './kms-common.ts';
 
 /**
  * kms.decrypt-on-host — put the node's Engine-API JWT into `/run/krypton-secrets/jwt.hex` (tmpfs, the node's
@@ -37,11 +37,9 @@ export const kmsDecryptOnHost = defineTask({
   }),
   plan(_p, { mount, jwt, expected, store, onHost, target }, { inventory, host }) {
     const node = asNode(host);
-    const pre = preflight(mount, expected, 'kms.seed-engine-jwt');
-    if (pre || !expected) return pre!;
-    const why = jwtFileProblem(node, jwt, expected);
-    if (!why) return jwtCurrent(node, expected);
-    if (inventory.kms?.decrypt === 'operator') return change(operatorDelivery(node, expected, why));
+    const pre = beforeHostFetch(node, inventory, mount, jwt, expected, 'kms.seed-engine-jwt');
+    if ('plan' in pre) return pre.plan;
+    const { why, expected: value } = pre;
 
     const blob = hostBlobPath(inventory);
     if (!store.current || !onHost.exists || onHost.sha256 !== store.current.sha256) {
@@ -57,17 +55,18 @@ export const kmsDecryptOnHost = defineTask({
         mode: node.jwt.mode,
         owner: node.jwt.owner,
         group: node.jwt.group,
-        sha256: expected.secret.fingerprint(),
+        sha256: value.secret.fingerprint(),
         awsArgs: kmsDecryptArgs(blob, ctx, target),
       }),
-      subject: `the blob ${blob} (v${expected.version})`,
+      subject: `the blob ${blob} (v${value.version})`,
       keyId: inventory.kms?.keyId,
       context: describeContext(ctx),
       region: target.region,
       ...(target.endpointUrl ? { endpointUrl: target.endpointUrl } : {}),
-      description: `decrypt ${blob} (v${expected.version}, ${expected.secret.shortFingerprint()}) with the host's AWS identity into jwt.hex: ${why}`,
+      description: `decrypt ${blob} (v${value.version}, ${value.secret.shortFingerprint()}) with the host's AWS identity into jwt.hex: ${why}`,
     });
   },
+  // No triggersRestart: a new value shows as an Engine API that rejects it, which restarts el and cl (as with
+  // the Vault agent); a mode-only repair then restarts nothing.
   settle: { intervalMs: 250, timeoutMs: 15_000 },
-  triggersRestart: true,
 });

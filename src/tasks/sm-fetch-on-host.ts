@@ -5,7 +5,7 @@ import { mountAt } from '../facts/mount.ts';
 import { SECRETS_DIR } from '../inventory/model.ts';
 import { JWT_FILE, fetchArgv, smGetArgs, smSecretName, smVersionId } from '../render/kms-host.ts';
 import { asNode, noParams } from './common.ts';
-import { jwtCurrent, jwtFileProblem, operatorDelivery, preflight } from './kms-common.ts';
+import { beforeHostFetch } from './kms-common.ts';
 
 /**
  * sm.fetch-on-host — put the node's Engine-API JWT from Secrets Manager into `/run/krypton-secrets/jwt.hex`
@@ -25,11 +25,9 @@ export const smFetchOnHost = defineTask({
   facts: () => ({ mount: mountAt(SECRETS_DIR), jwt: jwtFile(JWT_FILE), expected: expectedEngineJwt(), target: awsTarget('secrets-manager') }),
   plan(_p, { mount, jwt, expected, target }, { inventory, host }) {
     const node = asNode(host);
-    const pre = preflight(mount, expected, 'sm.seed-engine-jwt');
-    if (pre || !expected) return pre!;
-    const why = jwtFileProblem(node, jwt, expected);
-    if (!why) return jwtCurrent(node, expected);
-    if (inventory.kms?.decrypt === 'operator') return change(operatorDelivery(node, expected, why));
+    const pre = beforeHostFetch(node, inventory, mount, jwt, expected, 'sm.seed-engine-jwt');
+    if ('plan' in pre) return pre.plan;
+    const { why, expected: value } = pre;
     const name = smSecretName(inventory, host.name);
     return change({
       kind: 'kms.fetch-on-host',
@@ -40,16 +38,17 @@ export const smFetchOnHost = defineTask({
         mode: node.jwt.mode,
         owner: node.jwt.owner,
         group: node.jwt.group,
-        sha256: expected.secret.fingerprint(),
-        awsArgs: smGetArgs(name, target, expected.version > 0 ? smVersionId(expected.version) : undefined),
+        sha256: value.secret.fingerprint(),
+        awsArgs: smGetArgs(name, target, value.version > 0 ? smVersionId(value.version) : undefined),
       }),
-      subject: `secret ${name} (v${expected.version})`,
+      subject: `secret ${name} (v${value.version})`,
       keyId: inventory.kms?.keyId,
       region: target.region,
       ...(target.endpointUrl ? { endpointUrl: target.endpointUrl } : {}),
-      description: `read secret ${name} (v${expected.version}, ${expected.secret.shortFingerprint()}) with the host's AWS identity into jwt.hex: ${why}`,
+      description: `read secret ${name} (v${value.version}, ${value.secret.shortFingerprint()}) with the host's AWS identity into jwt.hex: ${why}`,
     });
   },
+  // No triggersRestart: a new value shows as an Engine API that rejects it, which restarts el and cl (as with
+  // the Vault agent); a mode-only repair then restarts nothing.
   settle: { intervalMs: 250, timeoutMs: 15_000 },
-  triggersRestart: true,
 });

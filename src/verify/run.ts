@@ -7,7 +7,7 @@ import { agentState } from '../facts/agent.ts';
 import { hexCopies } from '../facts/copies.ts';
 import { gitStatusOf } from '../facts/git.ts';
 import { envKey, fileAt } from '../facts/file.ts';
-import { engineProbe, readEngineJwt } from '../facts/inputs.ts';
+import { engineProbe, expectedEngineJwt } from '../facts/inputs.ts';
 import { kernel, mountAt } from '../facts/mount.ts';
 import { gatherFacts } from '../executor/facts.ts';
 import { Semaphore } from '../executor/semaphore.ts';
@@ -109,60 +109,56 @@ async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport,
   const inv = o.inventory;
   const env = gatherEnv(o, node, transport, memo);
   const vault = inv.backend === 'vault';
-  const facts = (await gatherFacts(
-    {
-      mount: mountAt(SECRETS_DIR),
-      kernel: kernel(),
-      agent: agentState(),
-      copies: hexCopies([node.deployDir, node.envFile, node.legacyJwtPath], node.legacyJwtPath),
-      legacyGit: gitStatusOf(node.legacyJwtPath),
-      legacy: fileAt(node.legacyJwtPath),
-      jwtPath: envKey(node.envFile, 'JWT_PATH'),
-      expected: laptopFact((e) => readEngineJwt(e)),
-      probe: engineProbe(),
-      ...(vault && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),
-      ...(vault ? { capabilities: laptopFact((e) => policyCapabilities(e, node)) } : {}),
-    },
-    transport,
-    env,
-  )) as unknown as NodeAuditFacts;
-  const rows = nodeChecks(inv, node, facts);
-  // The AWS backends' host-side pieces, judged by their own tasks: converged means the check passes.
-  for (const [task, check] of [
+  // The AWS backends' host-side pieces are judged by their own tasks (converged = pass), in the same exec.
+  const awsChecks = ([
     [kmsPutBlob, 'kms.blob'],
     [kmsInstallBootStep, 'kms.boot-step'],
-  ] as const) {
-    if (task.backends?.includes(inv.backend)) rows.push((await taskCheck(task, check, node, transport, env)).row);
-  }
-  return rows;
+  ] as const).filter(([task]) => task.backends?.includes(inv.backend));
+  const { rows: awsRows, extra } = await taskChecks(awsChecks, node, transport, env, {
+    mount: mountAt(SECRETS_DIR),
+    kernel: kernel(),
+    agent: agentState(),
+    copies: hexCopies([node.deployDir, node.envFile, node.legacyJwtPath], node.legacyJwtPath),
+    legacyGit: gitStatusOf(node.legacyJwtPath),
+    legacy: fileAt(node.legacyJwtPath),
+    jwtPath: envKey(node.envFile, 'JWT_PATH'),
+    expected: expectedEngineJwt(),
+    probe: engineProbe(),
+    ...(vault && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),
+    ...(vault ? { capabilities: laptopFact((e) => policyCapabilities(e, node)) } : {}),
+  });
+  return [...nodeChecks(inv, node, extra as unknown as NodeAuditFacts), ...awsRows];
 }
 
 /**
- * A verify row from a task's plan on the live host: noChange passes (its reason), anything else fails.
- * `extra` facts ride along in the same exec and are returned.
+ * Verify rows from tasks' plans on the live host: noChange passes (its reason), anything else fails. Every
+ * task's host facts and the `extra` facts are gathered in ONE exec; the extra facts are returned.
  */
-async function taskCheck(
-  task: AnyTask,
-  check: string,
+async function taskChecks(
+  checks: readonly (readonly [AnyTask, string])[],
   host: Host,
   transport: Transport,
   env: GatherEnv,
-  extra: Record<string, FactSpec<unknown>> = {},
-): Promise<{ row: CheckRow; extra: Record<string, unknown> }> {
+  extra: Record<string, FactSpec<unknown>>,
+): Promise<{ rows: CheckRow[]; extra: Record<string, unknown> }> {
   const inv = env.inventory;
-  const params = task.params.parse({});
-  const specs = task.facts(params, host, inv) as Record<string, FactSpec<unknown>>;
-  const all = await gatherFacts({ ...specs, ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`extra:${k}`, v])) }, transport, env);
-  const facts = Object.fromEntries(Object.keys(specs).map((k) => [k, all[k]]));
-  const out = Object.fromEntries(Object.keys(extra).map((k) => [k, all[`extra:${k}`]]));
-  const plan = task.plan(params, facts, { host, inventory: inv, restartPending: false, resume: false });
-  const row: CheckRow =
-    plan.kind === 'noChange'
-      ? { host: host.name, check, ok: true, detail: plan.reason }
-      : plan.kind === 'refuse'
-        ? { host: host.name, check, ok: false, detail: plan.error.message }
-        : { host: host.name, check, ok: false, detail: `not current: apply would ${plan.actions.map((a) => a.description).join('; ')}` };
-  return { row, extra: out };
+  const prepared = checks.map(([task, check], i) => {
+    const params = task.params.parse({});
+    return { task, check, params, prefix: `${i}:`, specs: task.facts(params, host, inv) as Record<string, FactSpec<unknown>> };
+  });
+  const all = await gatherFacts(
+    { ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`extra:${k}`, v])), ...Object.fromEntries(prepared.flatMap((p) => Object.entries(p.specs).map(([k, v]) => [p.prefix + k, v]))) },
+    transport,
+    env,
+  );
+  const rows = prepared.map(({ task, check, params, prefix, specs }): CheckRow => {
+    const facts = Object.fromEntries(Object.keys(specs).map((k) => [k, all[prefix + k]]));
+    const plan = task.plan(params, facts, { host, inventory: inv, restartPending: false, resume: false });
+    if (plan.kind === 'noChange') return { host: host.name, check, ok: true, detail: plan.reason };
+    if (plan.kind === 'refuse') return { host: host.name, check, ok: false, detail: plan.error.message };
+    return { host: host.name, check, ok: false, detail: `not current: apply would ${plan.actions.map((a) => a.description).join('; ')}` };
+  });
+  return { rows, extra: Object.fromEntries(Object.keys(extra).map((k) => [k, all[`extra:${k}`]])) };
 }
 
 /** Reads the agent's token from its sink over SSH (into memory only) and asks Vault about it. */
@@ -214,10 +210,10 @@ async function auditCosigner(o: VerifyOptions, c: CosignerHost, transport: Trans
   const inv = o.inventory;
   const s = cosignerSettings(inv, c);
   const env = gatherEnv(o, c, transport, memo);
-  const keys = await taskCheck(horcruxVerifyKeys, 'cosigner.keys', c, transport, env, { home: homeState(s) });
+  const keys = await taskChecks([[horcruxVerifyKeys, 'cosigner.keys']], c, transport, env, { home: homeState(s) });
   const home = keys.extra['home'] as HomeFact;
   return [
-    keys.row,
+    ...keys.rows,
     {
       host: c.name,
       check: 'cosigner.state',

@@ -552,9 +552,9 @@ describe('runPlaybook: plan mode', () => {
     expectNoSecretLeak(fleet, events, [hex, OLD_HEX]);
   });
 
-  // BUG (reported): plan ignores TaskDef.checkMode — on a fresh fleet the steps after mount.tmpfs /
-  // vault.seed-engine-jwt plan against facts that the earlier (unapplied) steps would have changed, refuse
-  // ("not a tmpfs mount", "no Engine-API JWT"), and every node is reported failed instead of "would change".
+  // On a fresh fleet the steps after mount.tmpfs / vault.seed-engine-jwt plan against facts the earlier
+  // (unapplied) steps would change; their refusals must show as "depends on the changes planned above",
+  // not as failed nodes.
   it('plan on a fresh fleet reports what would change instead of failing every node', async () => {
     const fleet = legacyFleet();
     const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
