@@ -10,7 +10,7 @@
  * `kms.endpoint_url`, else the SDK's own `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL`.
  */
 import { KryptonError, scrubText, type ErrorCode } from '../core/errors.ts';
-import type { KmsSettings } from '../inventory/model.ts';
+import type { KmsSettings } from '../model/inventory.ts';
 
 /** Region and endpoint as resolved from the inventory and the environment (credentials stay with the SDK). */
 export interface AwsSettings {

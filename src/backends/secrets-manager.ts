@@ -1,14 +1,6 @@
 /**
- * The AWS Secrets Manager backend (@aws-sdk/client-secrets-manager v3): the Engine-API JWT as the secret
- * `krypton/<network>/engine-jwt` (or `krypton/<network>/nodes/<node>/engine-jwt` with `kms.per_node`), its
- * SecretString exactly the 64 lowercase hex characters, encrypted by Secrets Manager under the inventory's CMK
- * (`KmsKeyId`). Nodes read it with their own identity (`secretsmanager:GetSecretValue` on their secret only).
- *
- * **Versions.** krypton-secrets writes every version with the ClientRequestToken (= VersionId)
- * `krypton-engine-jwt-v<13 digits>`, so versions are numbered like KV v2 / blob versions; writing version N
- * twice with different values is refused by Secrets Manager (ResourceExistsException), which is our
- * check-and-set. AWSCURRENT is the current version. A version written by someone else (a UUID VersionId)
- * counts as version 0 until krypton-secrets writes the next one.
+ * The AWS Secrets Manager client krypton-secrets uses (@aws-sdk/client-secrets-manager v3), with errors translated
+ * at this boundary (see `aws.ts`). The store built on it (names, versions, codecs) is `sm-store.ts`.
  */
 import {
   CreateSecretCommand,
@@ -20,11 +12,9 @@ import {
   UpdateSecretCommand,
 } from '@aws-sdk/client-secrets-manager';
 import { KryptonError } from '../core/errors.ts';
-import { Secret, isEngineJwtHex, mintEngineJwtHex } from '../core/secret.ts';
-import type { Inventory } from '../inventory/model.ts';
-import { parseSmVersionId, smSecretName, smVersionId } from '../render/kms-host.ts';
+import { Secret } from '../core/secret.ts';
+import type { Inventory } from '../model/inventory.ts';
 import { resolveAwsSettings, sdkClientOptions, translateSdkError, type AwsCallContext, type AwsSettings } from './aws.ts';
-import type { EngineJwtValue, EngineJwtVersion } from './registry.ts';
 
 /** What DescribeSecret says, reduced to what the tasks need. */
 export interface SecretDescription {
@@ -104,7 +94,7 @@ export function createSecretsManagerBackend(settings: AwsSettings, client?: Secr
       try {
         const out = await sm.send(new GetSecretValueCommand({ SecretId: name, ...(versionId ? { VersionId: versionId } : {}) }));
         if (out.SecretString === undefined) {
-          throw new KryptonError('E_INPUT', `secret ${name} holds a binary value, not the 64 hex characters of an Engine-API JWT`, { hint: 'write the JWT as SecretString' });
+          throw new KryptonError('E_INPUT', `secret ${name} holds a binary value (SecretBinary); krypton-secrets stores every value as SecretString`, { hint: 'write the value as SecretString (krypton-secrets writes it so: rotate or import again)' });
         }
         return { value: new Secret(out.SecretString), versionId: out.VersionId ?? '', arn: out.ARN ?? name };
       } catch (err) {
@@ -165,98 +155,4 @@ export function createSecretsManagerBackend(settings: AwsSettings, client?: Secr
 
 export function secretsManagerBackendFor(inv: Inventory, env: NodeJS.ProcessEnv): SecretsManagerBackend {
   return createSecretsManagerBackend(resolveAwsSettings(inv.kms, env));
-}
-
-/** The Engine-API JWT in Secrets Manager (see the file comment). */
-export interface SmJwtStore {
-  /** The secret's name for `node`. */
-  name(node?: string): string;
-  current(node?: string): Promise<EngineJwtValue | undefined>;
-  versions(node?: string): Promise<EngineJwtVersion[]>;
-  /** Creates the secret under the inventory's CMK with a fresh JWT as version 1; refuses when it exists. */
-  seed(node?: string): Promise<{ version: number }>;
-  /** Re-writes the current value as a new version under the inventory's CMK (after the key changed). */
-  setKey(node?: string): Promise<{ version: number }>;
-  rotate(node: string | undefined, expectVersion: number): Promise<{ version: number }>;
-  restore(node: string | undefined, version: number): Promise<{ version: number; restoredFrom: number }>;
-}
-
-export function createSmJwtStore(inv: Inventory, sm: () => SecretsManagerBackend): SmJwtStore {
-  const keyId = (): string => {
-    if (!inv.kms) throw new KryptonError('E_INVENTORY', `backend ${inv.backend} needs a kms: block with key_id`, { hint: 'add kms: { key_id: alias/krypton-engine-jwt }' });
-    return inv.kms.keyId;
-  };
-  const name = (node?: string): string => smSecretName(inv, node);
-  const checked = (n: string, value: Secret, versionId: string): Secret => {
-    if (!isEngineJwtHex(value)) {
-      throw new KryptonError('E_INPUT', `secret ${n} (version ${versionId}) is not exactly 64 lowercase hex characters`, {
-        hint: 'write a valid value (krypton-secrets apply playbooks/rotate-jwt.yml) — no 0x, no newline',
-      });
-    }
-    return value;
-  };
-  const maxVersion = async (n: string): Promise<number> => Math.max(0, ...(await sm().listVersions(n)).map((v) => parseSmVersionId(v.versionId) ?? 0));
-  const store: SmJwtStore = {
-    name,
-    async current(node) {
-      const n = name(node);
-      const got = await sm().get(n);
-      if (!got) return undefined;
-      return { secret: checked(n, got.value, got.versionId), version: parseSmVersionId(got.versionId) ?? 0, source: `secretsmanager:${n}` };
-    },
-    async versions(node) {
-      const n = name(node);
-      const ours = (await sm().listVersions(n))
-        .map((v) => ({ id: v.versionId, n: parseSmVersionId(v.versionId) }))
-        .filter((v): v is { id: string; n: number } => v.n !== undefined)
-        .sort((a, b) => b.n - a.n)
-        .slice(0, 10);
-      const out: EngineJwtVersion[] = [];
-      for (const v of ours) {
-        const got = await sm().get(n, v.id).catch(() => undefined);
-        if (got && isEngineJwtHex(got.value)) out.push({ version: v.n, fingerprint: got.value.fingerprint() });
-      }
-      return out;
-    },
-    async seed(node) {
-      const n = name(node);
-      const out = await sm().create(n, mintEngineJwtHex(), {
-        kmsKeyId: keyId(),
-        versionId: smVersionId(1),
-        description: `Engine-API JWT (64 hex) of Krypton network ${inv.network}${node && inv.kms?.perNode ? `, node ${node}` : ''}; managed by krypton-secrets`,
-        tags: { 'krypton:purpose': 'krypton-engine-jwt', 'krypton:network': inv.network, ...(node && inv.kms?.perNode ? { 'krypton:node': node } : {}) },
-      });
-      return { version: parseSmVersionId(out.versionId) ?? 1 };
-    },
-    async setKey(node) {
-      const n = name(node);
-      const cur = await sm().get(n);
-      if (!cur) throw new KryptonError('E_INPUT', `secret ${n} does not exist yet`, { hint: 'run sm.seed-engine-jwt first' });
-      const next = (await maxVersion(n)) + 1;
-      await sm().update(n, checked(n, cur.value, cur.versionId), { kmsKeyId: keyId(), versionId: smVersionId(next) });
-      return { version: next };
-    },
-    async rotate(node, expectVersion) {
-      const n = name(node);
-      const cur = await sm().get(n);
-      const curVersion = cur ? (parseSmVersionId(cur.versionId) ?? 0) : 0;
-      if (curVersion !== expectVersion) {
-        throw new KryptonError('E_PLAN_CONFLICT', `secret ${n} is at version ${curVersion}, not ${expectVersion}: someone else rotated meanwhile`, {
-          hint: 'run again (or --resume to continue towards the current version)',
-        });
-      }
-      const next = (await maxVersion(n)) + 1;
-      await sm().put(n, mintEngineJwtHex(), smVersionId(next));
-      return { version: next };
-    },
-    async restore(node, version) {
-      const n = name(node);
-      const old = await sm().get(n, smVersionId(version));
-      if (!old) throw new KryptonError('E_INPUT', `secret ${n} has no version ${version} to roll back to`, { hint: 'list versions with aws secretsmanager list-secret-version-ids --include-deprecated' });
-      const next = (await maxVersion(n)) + 1;
-      await sm().put(n, checked(n, old.value, old.versionId), smVersionId(next));
-      return { version: next, restoredFrom: version };
-    },
-  };
-  return store;
 }

@@ -30,7 +30,7 @@ import nodeVault from 'node-vault';
 import { KryptonError, scrubText } from '../core/errors.ts';
 import { Secret, isSecret } from '../core/secret.ts';
 import type { KvSecret, VaultBackend, VaultTokenInfo, WrappedSecretId } from './backend.ts';
-import { assertVaultSegment, kvDataPath, kvMetadataPath, normaliseVaultPath } from './vault-paths.ts';
+import { assertSegment as assertVaultSegment, kvDataPath, kvMetadataPath, normaliseVaultPath } from '../model/layout.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Settings

@@ -1,7 +1,7 @@
-import type { Host, Inventory } from '../inventory/model.ts';
+import type { Host, Inventory } from '../model/inventory.ts';
 import { ConnectionPool, resolveTarget } from '../transport/ssh.ts';
 import { loadSshConfig, parseSshConfig, expandTilde, type LoadedSshConfig } from '../transport/ssh-config.ts';
-import type { Transport } from '../transport/transport.ts';
+import type { Transport } from '../core/transport.ts';
 
 /** Opens each inventory host's one SSH connection on demand (inventory settings over ssh_config over defaults). */
 export interface Connector {

@@ -1,8 +1,8 @@
 import { shortFingerprint } from '../core/secret.ts';
-import type { Backends } from '../backends/registry.ts';
-import type { Host } from '../inventory/model.ts';
-import { AGENT_FILES } from '../render/vault-agent.ts';
-import type { Transport } from '../transport/transport.ts';
+import type { Host, Inventory } from '../model/inventory.ts';
+import { JWT_FILE, refFor } from '../model/layout.ts';
+import type { SecretStore } from '../model/store.ts';
+import type { Transport } from '../core/transport.ts';
 
 /** Per node: the JWT version it holds (matched by SHA-256 fingerprint against the backend's live versions). */
 export type JwtVersionReport = Record<string, { version: number | null; fingerprint: string | null; unreachable?: true }>;
@@ -12,17 +12,17 @@ export type JwtVersionReport = Record<string, { version: number | null; fingerpr
  * `sha256sum` per node over its existing connection. `version: null` = a value the backend no longer has
  * (or none); `fingerprint: null` = no jwt.hex or the host is unreachable.
  */
-export async function jwtVersionReport(hosts: Host[], connect: (h: Host) => Promise<Transport>, backends: Backends): Promise<JwtVersionReport> {
+export async function jwtVersionReport(hosts: Host[], connect: (h: Host) => Promise<Transport>, store: SecretStore, inv: Inventory): Promise<JwtVersionReport> {
   const out: JwtVersionReport = {};
   await Promise.all(
     hosts
       .filter((h) => h.kind === 'node')
       .map(async (h) => {
-        const versions = await backends.engineJwtVersions(h.name);
+        const versions = await store.versions(refFor(inv, 'engine-jwt', h.name));
         let fp: string | null = null;
         try {
           const t = await connect(h);
-          const r = await t.exec(['sha256sum', '--', AGENT_FILES.jwt]);
+          const r = await t.exec(['sha256sum', '--', JWT_FILE]);
           fp = r.code === 0 ? (r.stdout.trim().split(/\s+/)[0] ?? null) : null;
         } catch {
           out[h.name] = { version: null, fingerprint: null, unreachable: true };

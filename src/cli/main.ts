@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError, toKryptonError } from '../core/errors.ts';
 import type { RunEvent } from '../core/events.ts';
-import { createBackends } from '../backends/registry.ts';
+import { openStore } from '../backends/index.ts';
+import { NETWORK_SCOPE, refFor, refKey, type SecretRef } from '../model/layout.ts';
+import type { SecretStore } from '../model/store.ts';
 import { loadInventory } from '../inventory/loader.ts';
 import { loadPlaybook } from '../playbook/loader.ts';
 import { acquireHostLocks, runPlaybook, type HostLock } from '../executor/run.ts';
@@ -15,9 +17,8 @@ import { eventToJson, formatFailure, plainRenderer } from './render-events.ts';
 import { listrRenderer } from './listr-renderer.ts';
 import { renderCommand } from './render-command.ts';
 import { verifyCommand } from './verify-command.ts';
-import { importHorcruxCommand } from './import-horcrux.ts';
+import { importEnvCommand, importHorcruxCommand } from './import-horcrux.ts';
 import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
-import type { Backends } from '../backends/registry.ts';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -70,13 +71,14 @@ function renderer(json: boolean | undefined, hosts: string[]): { sink: (e: RunEv
   return { sink: plainRenderer(out), done: async () => {} };
 }
 
-async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags, before?: (backends: Backends) => Promise<void>): Promise<number> {
+async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags, before?: (store: SecretStore) => Promise<void>): Promise<number> {
   const inventory = await loadInventory(flags.inventory);
   const playbook = await loadPlaybook(playbookFile);
   const limit = checkLimit(inventory, flags.limit);
   const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
   const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
-  const backends = createBackends(inventory);
+  const store = await openStore(inventory);
+  const shared = (node: string) => refFor(inventory, 'engine-jwt', node).scope === NETWORK_SCOPE;
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
   // A rotation (or a rollback, which writes a version before it runs) that reaches only some nodes of a shared
   // JWT would leave the others on a value the backend no longer has as current. Conditional rotations
@@ -86,8 +88,8 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     const plays = before !== undefined ? playbook.plays : unconditional;
     for (const p of plays) {
       const reached = new Set(selectHosts(inventory, p.hosts).filter((h) => !limit || limit.has(h.name)).map((h) => h.name));
-      const sharedReached = inventory.nodes.some((n) => reached.has(n.name) && backends.jwtScope(n.name) === '*');
-      const left = inventory.nodes.filter((n) => !reached.has(n.name) && backends.jwtScope(n.name) === '*');
+      const sharedReached = inventory.nodes.some((n) => reached.has(n.name) && shared(n.name));
+      const left = inventory.nodes.filter((n) => !reached.has(n.name) && shared(n.name));
       if (sharedReached && left.length) {
         throw new KryptonError('E_USAGE', `"${p.name}" would write a new version of the network's shared JWT but move only ${[...reached].join(', ')} (not ${left.map((n) => n.name).join(', ')})`, {
           hint: 'rotate the whole fleet (the playbook\'s serial: waves are the canary), use jwt_per_node for per-node values, or add --resume to move some nodes to the current version',
@@ -104,7 +106,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
         inventory.nodes.filter((n) => hosts.includes(n.name)),
         (h) => connector.get(h),
       );
-      await before(backends);
+      await before(store);
     }
     // Ctrl-C: finish the steps under way (no host is left half-written), start nothing new, report, exit.
     const interrupt = new AbortController();
@@ -124,9 +126,9 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       concurrency: flags.concurrency,
       resume: flags.resume,
       sink,
-      backends,
+      store,
       connect: (h) => connector.get(h),
-      report: rotates ? async (hs) => ({ jwt_versions: await jwtVersionReport(hs, (h) => connector.get(h), backends) }) : undefined,
+      report: rotates ? async (hs) => ({ jwt_versions: await jwtVersionReport(hs, (h) => connector.get(h), store, inventory) }) : undefined,
     });
     await done();
     if (!flags.json && summary.notes?.['jwt_versions']) {
@@ -172,12 +174,16 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (f: RunFlags & { toVersion?: number; playbook: string }) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
-      code = await run('apply', f.playbook, { ...f, resume: true }, async (backends) => {
-        const scopes = new Set<string | undefined>();
+      code = await run('apply', f.playbook, { ...f, resume: true }, async (store) => {
         const inv = await loadInventory(f.inventory);
-        for (const n of inv.nodes.filter((n) => !f.limit || f.limit.includes(n.name))) scopes.add(backends.jwtScope(n.name) === '*' ? undefined : n.name);
-        for (const node of scopes) {
-          const versions = await backends.engineJwtVersions(node);
+        const refs = new Map<string, SecretRef>();
+        for (const n of inv.nodes.filter((n) => !f.limit || f.limit.includes(n.name))) {
+          const ref = refFor(inv, 'engine-jwt', n.name);
+          refs.set(refKey(ref), ref);
+        }
+        for (const ref of refs.values()) {
+          const node = ref.scope === NETWORK_SCOPE ? undefined : ref.scope;
+          const versions = await store.versions(ref);
           const target = f.toVersion ?? versions[1]?.version;
           if (target !== undefined && target === versions[0]?.version) {
             throw new KryptonError('E_INPUT', `v${target} is already the current Engine-API JWT${node ? ` of ${node}` : ''}: nothing to roll back to`, {
@@ -189,7 +195,7 @@ export async function main(argv: string[]): Promise<number> {
               hint: 'pass --to-version with a live version',
             });
           }
-          const r = await backends.restoreEngineJwt(node, target);
+          const r = await store.restore(ref, target);
           if (!f.json) out(`rolled back${node ? ` ${node}` : ''}: v${r.restoredFrom}'s value is now v${r.version}`);
           else out(JSON.stringify({ type: 'rollback', node: node ?? null, restoredFrom: r.restoredFrom, version: r.version }));
         }
@@ -223,8 +229,23 @@ export async function main(argv: string[]): Promise<number> {
       code = await importHorcruxCommand(dir, f, out);
     });
   program
+    .command('import-env')
+    .argument('<file>', 'a plaintext compose env file (NAME=value lines) holding the node env-secrets')
+    .description('check every line of an env file and store its variables as the node env-secrets (network-wide, or one node with --node); values never printed')
+    .requiredOption('-i, --inventory <file>', 'inventory YAML')
+    .option('--node <name>', "store them as this node's own env-secrets (its env.per_node must be set)")
+    .option('--replace', 'replace stored env-secrets that differ (default: refuse)')
+    .option('--shred-source', 'after a verified import, overwrite and delete the file')
+    .option('--json', 'one JSON object with the result')
+    .option('--debug', 'print stack traces of internal errors')
+    .action(async (file: string, f: { inventory: string; node?: string; replace?: boolean; shredSource?: boolean; json?: boolean; debug?: boolean }) => {
+      jsonErrors = !!f.json;
+      debug = !!f.debug;
+      code = await importEnvCommand(file, f, out);
+    });
+  program
     .command('render')
-    .description('write each node’s vault-agent.hcl, jwt.ctmpl, policy and AppRole settings to a directory for review; touches no host and no backend')
+    .description('write each node’s vault-agent.hcl, jwt.ctmpl, policy and AppRole settings (with kms / secrets-manager also the nodes’, cosigners’ and operator’s IAM policies) to a directory for review; touches no host and no backend')
     .requiredOption('-i, --inventory <file>', 'inventory YAML')
     .requiredOption('-o, --out <dir>', 'output directory (created)')
     .option('-l, --limit <hosts>', 'only these hosts', hostList)

@@ -1,47 +1,55 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { KryptonError } from '../core/errors.ts';
 import { checkLimit } from '../executor/select.ts';
 import { loadInventory } from '../inventory/loader.ts';
-import { renderAgentConfig, renderJwtTemplate, renderNodePolicy, nodeRoleName } from '../render/vault-agent.ts';
-import { desiredRole } from '../tasks/vault-node-approle.ts';
+import { renderAgentConfig, renderPolicy, renderTemplate } from '../render/vault-agent.ts';
+import { hostSecrets, roleName, templatePath } from '../model/layout.ts';
+import { desiredRole } from '../tasks/vault-approle.ts';
 import { renderAwsReviewFiles } from '../render/iam-policy.ts';
 
 /**
- * `krypton-secrets render`: writes, per node, `<out>/<node>/vault-agent.hcl`, `jwt.ctmpl`, `policy.hcl` and
- * `approle.json` (the role settings), exactly as apply would use them. With a `kms:` block (backend kms or
- * secrets-manager) also, per node, `iam-policy.json` (least privilege: kms:Decrypt under its encryption
- * context / GetSecretValue on its secret) and the boot-time `krypton-secrets-boot` + unit, and once
- * `<out>/iam-admin-policy.json` for the operator. No secret is in any of them; no host and no backend is
- * contacted. Returns the exit code.
+ * `krypton-secrets render`: writes, per host (node or cosigner), exactly what apply would use. With the Vault
+ * backend: `<out>/<host>/vault-agent.hcl`, one template per host secret (`jwt.ctmpl`, `node-env.ctmpl`,
+ * `ecies_keys.ctmpl`, `shard.ctmpl`), `policy.hcl` and `approle.json` (the role settings). With a `kms:` block
+ * (backend kms or secrets-manager): per host `iam-policy.json` (least privilege: kms:Decrypt under its own
+ * encryption contexts / GetSecretValue on its own secrets) and, when `kms.region` is known, the boot-time
+ * `krypton-secrets-boot` + unit; once `<out>/iam-admin-policy.json` for the operator. No secret is in any of
+ * them; no host and no backend is contacted (no AWS SDK, no node-vault loaded). Returns the exit code.
  */
 export async function renderCommand(f: { inventory: string; out: string; limit?: string[] }, print: (l: string) => void): Promise<number> {
   const inv = await loadInventory(f.inventory);
   const limit = checkLimit(inv, f.limit);
-  const aws = inv.kms && inv.backend !== 'vault' ? renderAwsReviewFiles(inv, inv.nodes.filter((n) => !limit || limit.has(n.name))) : undefined;
-  if (aws) {
-    await mkdir(f.out, { recursive: true });
-    await writeFile(join(f.out, aws.admin[0]), aws.admin[1], { mode: 0o644 });
-    print(`operator: ${join(f.out, aws.admin[0])}`);
-  }
+  const selected = <H extends { name: string }>(hs: H[]) => hs.filter((h) => !limit || limit.has(h.name));
+  const hosts = [...selected(inv.nodes), ...selected(inv.cosigners)];
+  const aws = inv.kms && inv.backend !== 'vault' ? renderAwsReviewFiles(inv, selected(inv.nodes), selected(inv.cosigners)) : undefined;
   if (inv.backend === 'vault' && !inv.vault.agentAddress) {
-    throw new KryptonError('E_VAULT_CONFIG', 'no Vault address for the hosts\' agents: the inventory sets neither vault.address nor vault.agent_address, and BAO_ADDR/VAULT_ADDR are unset', {
+    throw new KryptonError('E_VAULT_CONFIG', "no Vault address for the hosts' agents: the inventory sets neither vault.address nor vault.agent_address, and BAO_ADDR/VAULT_ADDR are unset", {
       hint: 'set vault.agent_address (Vault as the hosts reach it) in the inventory',
     });
   }
-  for (const node of inv.nodes.filter((n) => !limit || limit.has(n.name))) {
-    const dir = join(f.out, node.name);
+  await mkdir(f.out, { recursive: true });
+  if (aws) {
+    await writeFile(join(f.out, aws.admin[0]), aws.admin[1], { mode: 0o644 });
+    print(`operator: ${join(f.out, aws.admin[0])}`);
+  }
+  for (const host of hosts) {
+    const files: [string, string][] = [];
+    if (inv.backend === 'vault') {
+      const role = roleName(inv, host);
+      files.push(
+        ['vault-agent.hcl', renderAgentConfig(inv, host)],
+        ...hostSecrets(inv, host).map((s): [string, string] => [basename(templatePath(s)), renderTemplate(inv, s)]),
+        ['policy.hcl', renderPolicy(inv, host)],
+        ['approle.json', `${JSON.stringify({ role, mount: `auth/${inv.vault.approleMount}`, settings: desiredRole(inv, role) }, null, 2)}\n`],
+      );
+    }
+    files.push(...(aws?.perNode.get(host.name) ?? aws?.perCosigner.get(host.name) ?? []));
+    if (!files.length) continue;
+    const dir = join(f.out, host.name);
     await mkdir(dir, { recursive: true });
-    const role = nodeRoleName(inv.network, node.name);
-    const files: [string, string][] = [
-      ['vault-agent.hcl', renderAgentConfig(inv, node)],
-      ['jwt.ctmpl', renderJwtTemplate(inv, node.name)],
-      ['policy.hcl', renderNodePolicy(inv, node.name)],
-      ['approle.json', `${JSON.stringify({ role, mount: `auth/${inv.vault.approleMount}`, settings: desiredRole(inv, role) }, null, 2)}\n`],
-      ...(aws?.perNode.get(node.name) ?? []),
-    ];
     for (const [name, text] of files) await writeFile(join(dir, name), text, { mode: 0o644 });
-    print(`${node.name}: ${files.map(([n]) => join(dir, n)).join(', ')}`);
+    print(`${host.name}: ${files.map(([n]) => join(dir, n)).join(', ')}`);
   }
   return 0;
 }

@@ -1,5 +1,5 @@
 import { EXIT_HOSTS_FAILED } from '../core/errors.ts';
-import { createBackends } from '../backends/registry.ts';
+import { openStore } from '../backends/index.ts';
 import { checkLimit } from '../executor/select.ts';
 import { loadInventory } from '../inventory/loader.ts';
 import { runVerify } from '../verify/run.ts';
@@ -23,7 +23,7 @@ export async function verifyCommand(
       inventory,
       limit,
       concurrency: f.concurrency,
-      backends: createBackends(inventory),
+      store: await openStore(inventory),
       connect: (h) => connector.get(h),
       onRow: (r) => (f.json ? out(JSON.stringify({ type: 'check', ...r })) : rows.push(r)),
     });

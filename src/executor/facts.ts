@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { KryptonError } from '../core/errors.ts';
-import type { FactSpec, GatherEnv, RemoteFact } from '../core/task.ts';
-import type { Transport } from '../transport/transport.ts';
+import type { FactSpec, GatherEnv, RemoteFact } from '../model/task.ts';
+import type { Transport } from '../core/transport.ts';
 
 /**
  * Gathers a step's facts: every remote fact in ONE exec (one SSH channel: the snippets run in a subshell

@@ -1,10 +1,12 @@
 import { KryptonError, toKryptonError } from '../core/errors.ts';
 import type { EventSink, HostStatus, RunSummary } from '../core/events.ts';
-import type { GatherEnv, Plan, PlanContext } from '../core/task.ts';
-import type { Backends } from '../backends/registry.ts';
-import type { Host, Inventory } from '../inventory/model.ts';
+import type { GatherEnv, Plan, PlanContext, StoreCapabilities } from '../model/task.ts';
+import type { SecretStore } from '../model/store.ts';
+import { touchesHost } from '../model/action.ts';
+import { hostSecrets, refKey, type SecretRef } from '../model/layout.ts';
+import type { Host, Inventory } from '../model/inventory.ts';
 import type { Play, Playbook, Step } from '../playbook/loader.ts';
-import type { Transport } from '../transport/transport.ts';
+import type { Transport } from '../core/transport.ts';
 import { applyAction } from './apply.ts';
 import { gatherFacts, prefetchRemoteFacts } from './facts.ts';
 import { checkLimit, selectHosts } from './select.ts';
@@ -21,7 +23,8 @@ export interface RunOptions {
   /** Hosts worked on at once (default 16). */
   concurrency?: number;
   sink: EventSink;
-  backends: Backends;
+  /** The inventory's secret store (chosen once, by `openStore`). */
+  store: SecretStore;
   /** Opens (or reuses) the host's one connection. Host keys are verified before it resolves. */
   connect(host: Host): Promise<Transport>;
   /** `--resume`: continue a halted rotation without writing a new backend version. */
@@ -36,9 +39,6 @@ export interface RunOptions {
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
   report?: (hosts: Host[]) => Promise<Record<string, unknown>>;
 }
-
-/** Action kinds that change the host (as opposed to the backend). */
-const REMOTE_ACTIONS = new Set(['exec', 'put', 'remove', 'vault.deliver-secret-id']);
 
 interface HostState {
   status: HostStatus;
@@ -62,6 +62,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const locks = o.locks ?? new Map<string, Promise<HostLock>>();
   const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
   for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
+  await preflight(o, [...new Map(allHosts.map((h) => [h.name, h])).values()], memo);
   o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
 
   for (const play of o.playbook.plays) {
@@ -130,7 +131,7 @@ async function runHostPlay(
     host,
     inventory: o.inventory,
     transport,
-    backends: o.backends,
+    store: o.store,
     runState,
     memo<T>(key: string, get: () => Promise<T>): Promise<T> {
       let p = memo.get(key) as Promise<T> | undefined;
@@ -144,7 +145,8 @@ async function runHostPlay(
   };
   let restartPending = false;
   const applicable = (step: Step) =>
-    (step.task.appliesTo === 'any' || step.task.appliesTo === host.kind) && (!step.task.backends || step.task.backends.includes(o.inventory.backend));
+    (step.task.appliesTo === 'any' || step.task.appliesTo === host.kind) && (!step.task.delivery || step.task.delivery.includes(o.store.delivery));
+  const caps = capabilities(o.store);
   // One round trip for every step's host facts; valid until a step changes something on this host.
   let prefetched: Map<number, Record<string, unknown>> | undefined;
   try {
@@ -172,13 +174,13 @@ async function runHostPlay(
       const release = lock ? await lock.acquire() : undefined;
       let result: { plan: Plan; applied: boolean };
       try {
-        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false }, budgets, runState, prefetched?.get(i));
+        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false, store: caps }, budgets, runState, prefetched?.get(i));
       } finally {
         release?.();
       }
       const { plan } = result;
       // Once this host has changed, facts gathered before are stale: later steps gather their own.
-      if (plan.kind === 'change' && o.mode === 'apply' && plan.actions.some((a) => REMOTE_ACTIONS.has(a.kind))) prefetched = undefined;
+      if (plan.kind === 'change' && o.mode === 'apply' && plan.actions.some(touchesHost)) prefetched = undefined;
       if (plan.kind === 'noChange') {
         o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'ok', reason: plan.reason, durationMs: Date.now() - started });
       } else if (plan.kind === 'change') {
@@ -226,8 +228,8 @@ async function runStep(
   const release = budget ? await budget.acquire() : undefined;
   try {
     for (const action of first.actions) {
-      const wroteBackend = await applyAction(action, env.transport, o.backends, runState);
-      if (wroteBackend) memo.clear();
+      const wroteStore = await applyAction(action, { host, inventory: o.inventory, transport: env.transport, store: o.store, runState });
+      if (wroteStore) memo.clear();
     }
     const settle = typeof task.settle === 'function' ? task.settle(step.params) : task.settle;
     if (settle) {
@@ -250,6 +252,57 @@ async function runStep(
     release?.();
   }
   return { plan: first, applied: true };
+}
+
+/**
+ * Before any host is touched: read every stored value the selected hosts need, once each (the run's facts reuse
+ * these reads), so that a value in the store that is not valid for its kind — a JWT with `0x`, CR LF or the
+ * wrong length, an env-secret with a bad name, a key file that is not JSON — fails the whole run here, naming the
+ * store path, version, what is wrong and which hosts need it, and nothing changes anywhere. A value that is
+ * absent is no error here (secret.seed mints or refuses it per host). Backend faults (no token, no rights) are
+ * thrown as they are, with their own codes.
+ */
+async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string, Promise<unknown>>): Promise<void> {
+  const needers = new Map<string, { ref: SecretRef; hosts: string[] }>();
+  for (const h of hosts) {
+    for (const s of hostSecrets(o.inventory, h)) {
+      const k = refKey(s.ref);
+      const e = needers.get(k) ?? { ref: s.ref, hosts: [] };
+      e.hosts.push(h.name);
+      needers.set(k, e);
+    }
+  }
+  const problems: string[] = [];
+  let first: KryptonError | undefined;
+  await Promise.all(
+    [...needers.entries()].map(async ([k, { ref, hosts: hs }]) => {
+      const p = o.store.current(ref);
+      memo.set(`stored:${k}`, p);
+      try {
+        await p;
+      } catch (err) {
+        memo.delete(`stored:${k}`);
+        const e = toKryptonError(err);
+        if (e.code !== 'E_INPUT') {
+          first ??= e;
+          return;
+        }
+        problems.push(`${e.message} (needed by ${hs.join(', ')})`);
+        first ??= e;
+      }
+    }),
+  );
+  if (problems.length) {
+    throw new KryptonError('E_INPUT', `the store holds ${problems.length === 1 ? 'a value' : 'values'} that cannot be used; nothing was changed on any host:\n${problems.map((p) => `- ${p}`).join('\n')}`, {
+      hint: first?.hint ?? 'write a valid value in the store, then run again',
+    });
+  }
+  if (first) throw first;
+}
+
+/** What plans may know about the store. */
+export function capabilities(store: SecretStore): StoreCapabilities {
+  return { delivery: store.delivery, hostCopies: store.hostFetch?.keepsCopy === true };
 }
 
 function describePlan(p: Plan): string {

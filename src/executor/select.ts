@@ -1,5 +1,5 @@
 import { KryptonError } from '../core/errors.ts';
-import type { Host, Inventory } from '../inventory/model.ts';
+import type { Host, Inventory } from '../model/inventory.ts';
 
 /** The inventory hosts a play's `hosts:` names, in inventory order. Throws E_PLAYBOOK for an unknown name. */
 export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {

@@ -1,5 +1,5 @@
-import { shellQuote } from '../transport/transport.ts';
-import type { RemoteFact } from '../core/task.ts';
+import { shellQuote } from '../core/transport.ts';
+import type { RemoteFact } from '../model/task.ts';
 
 /** A 64-hex token found on the host: where, and its SHA-256 (the token itself never leaves the host). */
 export interface HexCopy {
@@ -35,4 +35,28 @@ export function parseHexCopies(stdout: string): HexCopy[] {
     .map((l) => /^([0-9a-f]{64}) (.+)$/.exec(l))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ fingerprint: m[1]!, where: m[2]! }));
+}
+
+/**
+ * Files under `dir` (depth ≤ 2, each < 64 KiB, on the same filesystem) hashed ON THE HOST: per file
+ * `<sha256 of the file> <path>`, and per `NAME=value` line `<sha256 of the value> <path>` (surrounding single or
+ * double quotes removed) — so verify can tell a copy of the env-secrets file, or of one of its values, from its
+ * SHA-256 alone. Nothing but digests and paths leaves the host.
+ */
+export function envValueCopies(dir: string): RemoteFact<HexCopy[]> {
+  const d = shellQuote(dir);
+  const script = [
+    `[ -d ${d} ] || exit 0`,
+    `find ${d} -xdev -maxdepth 2 -type f -size -64k 2>/dev/null | while IFS= read -r f; do`,
+    `  printf '%s %s\\n' "$(sha256sum -- "$f" | cut -c1-64)" "$f"`,
+    `  grep -E '^[[:space:]]*(export[[:space:]]+)?[A-Za-z_][A-Za-z0-9_]*=' -- "$f" 2>/dev/null </dev/null | while IFS= read -r l; do`,
+    '    v=${l#*=}',
+    // A single-quoted value as renderEnvFile writes it has each quote escaped as \' (compose's rule): undo that too,
+    // so a copied line of the env file hashes to the stored value.
+    `    case $v in \\'*\\') v=\${v#\\'}; v=\${v%\\'}; v=$(printf '%s' "$v" | sed "s/\\\\\\\\'/'/g") ;; \\"*\\") v=\${v#\\"}; v=\${v%\\"} ;; esac`,
+    `    printf '%s %s\\n' "$(printf %s "$v" | sha256sum | cut -c1-64)" "$f"`,
+    '  done',
+    'done',
+  ].join('\n');
+  return { kind: 'remote', script, parse: parseHexCopies };
 }

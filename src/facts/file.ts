@@ -1,5 +1,5 @@
-import { shellQuote } from '../transport/transport.ts';
-import type { RemoteFact } from '../core/task.ts';
+import { shellQuote } from '../core/transport.ts';
+import type { RemoteFact } from '../model/task.ts';
 
 /** A file's metadata as `stat` reports it, and optionally its SHA-256 (computed on the host). */
 export interface FileFact {

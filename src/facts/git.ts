@@ -1,5 +1,5 @@
-import { shellQuote } from '../transport/transport.ts';
-import type { RemoteFact } from '../core/task.ts';
+import { shellQuote } from '../core/transport.ts';
+import type { RemoteFact } from '../model/task.ts';
 
 /** Whether a path lies in a git work tree, is tracked there (`git ls-files`), and how many commits touched it (`git log --all`). */
 export interface GitFact {

@@ -1,5 +1,5 @@
-import { shellQuote } from '../transport/transport.ts';
-import type { RemoteFact } from '../core/task.ts';
+import { shellQuote } from '../core/transport.ts';
+import type { RemoteFact } from '../model/task.ts';
 
 /** The live mount at a path (the topmost one when several are stacked). */
 export interface MountFact {

@@ -9,90 +9,9 @@
  * anything is written.
  */
 import { posix } from 'node:path';
-import { SECRETS_DIR, type CosignerHost, type Inventory } from '../inventory/model.ts';
-import { shardFileName, ECIES_FILE, thresholdProblem } from './keys.ts';
-
-/** Defaults for the `horcrux:` block (ARCHITECTURE.md "Horcrux"). */
-export const HORCRUX_DEFAULTS = {
-  home: '/opt/horcrux',
-  p2pPort: 2222,
-  privValPort: 1234,
-  grpcTimeout: '1000ms',
-  raftTimeout: '1000ms',
-  start: ['systemctl', 'start', 'horcrux'],
-  stop: ['systemctl', 'stop', 'horcrux'],
-  status: ['systemctl', 'is-active', '--quiet', 'horcrux'],
-  keyDirSizeBytes: 1 << 20,
-} as const;
-
-/** Everything a task needs to know about one cosigner, defaults filled in. */
-export interface CosignerSettings {
-  name: string;
-  shardId: number;
-  /** Horcrux home: config.yaml and state/ (persistent disk). */
-  home: string;
-  configFile: string;
-  stateDir: string;
-  /** The tmpfs key dir. */
-  keyDir: string;
-  /** The two key files in the key dir. */
-  keyFiles: { ecies: string; shard: string };
-  chainId: string;
-  threshold: number;
-  /** `tcp://<host>:<port>` other cosigners reach this one at. */
-  p2pAddr: string;
-  start: string[];
-  stop: string[];
-  /** Exit 0 when Horcrux is running. */
-  status: string[];
-  /** Owner/group of the key dir, key files, config.yaml and state/ (default: the SSH user, i.e. unchanged). */
-  owner?: string;
-  group?: string;
-}
-
-function hostForUrl(h: string): string {
-  return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
-}
-
-/** The chain id Horcrux names shard files with (`horcrux.chain_id`, default the network). */
-export function horcruxChainId(inv: Inventory): string {
-  return inv.horcrux?.chainId ?? inv.network;
-}
-
-/**
- * Resolves one cosigner's settings. `undefined` threshold is allowed here (tasks refuse it with a hint); the
- * inventory's `horcrux:` block is optional so node-only inventories need none.
- */
-export function cosignerSettings(inv: Inventory, c: CosignerHost): CosignerSettings {
-  const h = inv.horcrux;
-    const home = c.home ?? h?.home ?? HORCRUX_DEFAULTS.home;
-  const chainId = horcruxChainId(inv);
-  const p2pHost = c.p2pAddress ?? c.conn.address;
-  return {
-    name: c.name,
-    shardId: c.shardId,
-    home,
-    configFile: posix.join(home, 'config.yaml'),
-    stateDir: posix.join(home, 'state'),
-    keyDir: c.keyDir,
-    keyFiles: { ecies: posix.join(c.keyDir, ECIES_FILE), shard: posix.join(c.keyDir, shardFileName(chainId)) },
-    chainId,
-    threshold: h?.threshold ?? 0,
-    p2pAddr: `tcp://${hostForUrl(p2pHost)}:${c.p2pPort ?? h?.p2pPort ?? HORCRUX_DEFAULTS.p2pPort}`,
-    start: c.start ?? h?.start ?? [...HORCRUX_DEFAULTS.start],
-    stop: c.stop ?? h?.stop ?? [...HORCRUX_DEFAULTS.stop],
-    status: c.status ?? h?.status ?? [...HORCRUX_DEFAULTS.status],
-    ...(h?.owner ? { owner: h.owner } : {}),
-    ...(h?.group ? { group: h.group } : {}),
-  };
-}
-
-/** `privValAddr` of every chain node the cosigners sign for: `horcrux.chain_nodes`, else every validator on `priv_val_port`. */
-export function chainNodes(inv: Inventory): string[] {
-  if (inv.horcrux?.chainNodes?.length) return [...inv.horcrux.chainNodes];
-  const port = inv.horcrux?.privValPort ?? HORCRUX_DEFAULTS.privValPort;
-  return inv.nodes.filter((n) => n.role === 'validator').map((n) => `tcp://${hostForUrl(n.conn.address)}:${port}`);
-}
+import { SECRETS_DIR, type CosignerHost, type Inventory } from '../model/inventory.ts';
+import { HORCRUX_DEFAULTS, chainNodes, cosignerSettings, type CosignerSettings } from '../model/layout.ts';
+import { thresholdProblem } from './keys.ts';
 
 const UNSPECIFIED = /^(0\.0\.0\.0|::|\[::\]|0+(\.0+){0,3}|\[?0*:0*:0*:0*:0*:0*:0*:0*\]?)$/;
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1|\[::1\])$/i;

@@ -26,9 +26,8 @@ import { KryptonError } from '../core/errors.ts';
 import { Secret, sha256Hex, shortFingerprint } from '../core/secret.ts';
 import { BASE, encode, interpolatePublic, multiply, scalarFromLE, equal, type Point } from './ed25519.ts';
 
-export const ECIES_FILE = 'ecies_keys.json';
-/** `{chain-id}_shard.json`, as Horcrux names a cosigner's Ed25519 shard for a chain. */
-export const shardFileName = (chainId: string): string => `${chainId}_shard.json`;
+export { ECIES_FILE, shardFileName } from '../model/layout.ts';
+import { ECIES_FILE, shardFileName } from '../model/layout.ts';
 /** `cosigner_<N>`, the directory Horcrux's key generation writes shard N into. */
 export const cosignerDirName = (shardId: number): string => `cosigner_${shardId}`;
 /** Larger than any Horcrux key file, and KMS Encrypt's limit (4096 bytes). */

@@ -2,13 +2,16 @@ import { resolve } from 'node:path';
 import { KryptonError } from '../core/errors.ts';
 import { loadYaml, locate, parseYaml, validate, type YamlSource } from '../core/yaml-source.ts';
 import { inventorySchema, type InventoryFile } from './schema.ts';
-import type { CosignerHost, Inventory, NodeHost } from './model.ts';
+import type { CosignerHost, Inventory, NodeHost } from '../model/inventory.ts';
 import { horcruxInventoryProblems } from '../horcrux/config.ts';
+import { NODE_ENV_FILE } from '../model/layout.ts';
 
 /** Defaults for a node where neither the node nor `defaults:` says otherwise. */
 export const NODE_DEFAULTS = {
   deployDir: '/opt/krypton',
   restart: ['docker', 'compose', 'restart', 'el', 'cl'],
+  /** What the default restart becomes when compose must create the containers again (see NodeHost.recreate). */
+  recreate: ['docker', 'compose', 'up', '-d', '--no-deps', '--force-recreate', 'el', 'cl'],
   agentStart: ['systemd-run', '--unit=krypton-vault-agent', '--collect', '--', 'vault', 'agent', '-config=/run/krypton-secrets/vault-agent.hcl'],
   agentStop: ['systemctl', 'stop', 'krypton-vault-agent'],
   jwtMode: '0600',
@@ -66,6 +69,7 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
   const d = raw.defaults;
   const nodes: NodeHost[] = Object.entries(raw.nodes).map(([name, n]) => {
     const deployDir = n.deploy_dir ?? d.deploy_dir ?? NODE_DEFAULTS.deployDir;
+    const restart = n.restart ?? d.restart ?? [...NODE_DEFAULTS.restart];
     return {
       kind: 'node',
       name,
@@ -81,7 +85,8 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
       deployDir,
       // A node's own deploy_dir moves its env file and old plaintext path unless it names them too.
       envFile: n.env_file ?? (n.deploy_dir ? `${deployDir}/.env` : (d.env_file ?? `${deployDir}/.env`)),
-      restart: n.restart ?? d.restart ?? [...NODE_DEFAULTS.restart],
+      restart,
+      recreate: n.recreate ?? d.recreate ?? recreateDefault(restart),
       agent: {
         start: n.agent?.start ?? d.agent?.start ?? agentStartDefault(raw.vault.agent_binary),
         stop: n.agent?.stop ?? d.agent?.stop ?? [...NODE_DEFAULTS.agentStop],
@@ -92,6 +97,7 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
         mode: normaliseMode(n.jwt?.mode ?? d.jwt?.mode ?? NODE_DEFAULTS.jwtMode),
       },
       legacyJwtPath: n.legacy_jwt_path ?? (n.deploy_dir ? `${deployDir}/jwt.hex` : (d.legacy_jwt_path ?? `${deployDir}/jwt.hex`)),
+      ...envOf(n.env, d.env),
     };
   });
   const cosigners: CosignerHost[] = Object.entries(raw.cosigners ?? {}).map(([name, c]) => ({
@@ -124,6 +130,8 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
     file,
     network: raw.network,
     backend: raw.backend,
+    // The one place the backend decides a naming question: which setting scopes the JWT per node.
+    jwtPerNode: raw.backend === 'vault' ? v.jwt_per_node : raw.kms?.per_node === true,
     vault: {
       address: v.address,
       // The hosts' agents need an address even when the inventory leaves it to the environment.
@@ -179,6 +187,31 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
         }
       : {}),
   };
+}
+
+/** A node's env-secrets settings: its own `env:` over the defaults', `false` turning them off. */
+function envOf(own: InventoryFile['defaults']['env'], dflt: InventoryFile['defaults']['env']): Pick<NodeHost, 'env'> {
+  if (own === false || (own === undefined && (dflt === undefined || dflt === false))) return {};
+  const d = dflt || {};
+  const o = own || {};
+  const owner = o.owner ?? d.owner;
+  const group = o.group ?? d.group;
+  return {
+    env: {
+      path: o.path ?? d.path ?? NODE_ENV_FILE,
+      services: [...(o.services ?? d.services ?? ['el', 'cl'])],
+      mode: normaliseMode(o.mode ?? d.mode ?? '0600'),
+      ...(owner ? { owner } : {}),
+      ...(group ? { group } : {}),
+      perNode: o.per_node ?? d.per_node ?? false,
+    },
+  };
+}
+
+/** The recreate command where the inventory names none: compose's with the default restart, else the node's own restart. */
+function recreateDefault(restart: readonly string[]): string[] {
+  const isDefault = restart.length === NODE_DEFAULTS.restart.length && restart.every((w, i) => w === NODE_DEFAULTS.restart[i]);
+  return isDefault ? [...NODE_DEFAULTS.recreate] : [...restart];
 }
 
 function agentStartDefault(binary: string): string[] {

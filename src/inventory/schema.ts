@@ -83,15 +83,50 @@ const envFilePath = absolutePath.refine((p) => /(^|\.)env$|^\.env(\.|$)/.test(p.
   message: 'expected a compose env file (named .env, <name>.env or .env.<name>): apply edits its JWT_PATH line',
 });
 
+/** Names in /run/krypton-secrets the tool itself uses (the JWT, the agent's files, the loaded-record, templates). */
+const RESERVED_TMPFS_NAMES = /^(jwt\.hex|role_id|secret_id|agent\.pid|agent-token|vault-agent\.hcl|loaded(\.new)?|.*\.ctmpl|\..*)$/;
+
+/** A path on the node's secrets tmpfs (`/run/krypton-secrets/…`): env-secrets never go to persistent disk. */
+const tmpfsFilePath = absolutePath
+  .refine((p) => p.startsWith('/run/krypton-secrets/') && !p.slice('/run/krypton-secrets/'.length).includes('/') && p.length > '/run/krypton-secrets/'.length, {
+    message: 'expected a file directly in /run/krypton-secrets (the secrets tmpfs), e.g. /run/krypton-secrets/node.env',
+  })
+  .refine((p) => !RESERVED_TMPFS_NAMES.test(p.slice(p.lastIndexOf('/') + 1)), {
+    message: 'expected a name of its own: jwt.hex, role_id, secret_id, agent.pid, agent-token, vault-agent.hcl, loaded, *.ctmpl and dot-files in /run/krypton-secrets are the tool\'s',
+  });
+
+/** A compose service name. */
+const serviceName = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'expected a compose service name such as el');
+
+/** Node env-secrets: where they land on the tmpfs, who reads them, whose they are. */
+const envSecretsSchema = z.strictObject({
+  /** File on the tmpfs the services read through compose `env_file:` (default /run/krypton-secrets/node.env). */
+  path: tmpfsFilePath.optional(),
+  /** Services that read it; they restart (in lockstep, under the validator budget) when its fingerprint changes. */
+  services: z.array(serviceName).min(1).optional(),
+  owner: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a user name or a numeric uid').optional(),
+  group: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a group name or a numeric gid').optional(),
+  mode: secretMode.optional(),
+  /** The node's own values (`krypton/<network>/nodes/<node>/env`) instead of the network's (`krypton/<network>/env`). */
+  per_node: z.boolean().optional(),
+});
+
 /** Settings a node may override (also the `defaults:` block). */
 const nodeOverrides = {
   deploy_dir: absolutePath.optional(),
   env_file: envFilePath.optional(),
   restart: argv.optional(),
+  /**
+   * How to recreate el/cl when compose must create them again (.env, compose file, env_file or JWT mount source
+   * changed). Default: `docker compose up -d --no-deps --force-recreate el cl` with the default restart, else `restart`.
+   */
+  recreate: argv.optional(),
   agent: agentCmdSchema.optional(),
   jwt: jwtFileSchema.optional(),
   /** Where bootstrap.sh left the plaintext JWT (default `<deploy_dir>/jwt.hex`); migration shreds it. */
   legacy_jwt_path: absolutePath.optional(),
+  /** Node env-secrets (issue: `secret/krypton/<network>/env`); `false` in a node turns the defaults' off. */
+  env: z.union([envSecretsSchema, z.literal(false)]).optional(),
 };
 
 const connOverrides = {

@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { KryptonError } from '../core/errors.ts';
-import type { AnyTask } from '../core/task.ts';
+import type { AnyTask } from '../model/task.ts';
 import { loadYaml, locate, validate, type YamlSource } from '../core/yaml-source.ts';
-import { TASKS } from '../tasks/index.ts';
+import { RENAMED_TASKS, TASKS } from '../tasks/index.ts';
 
 /** One entry of `serial`: a host count or a percentage of the play's hosts. */
 export type SerialStep = number | `${number}%`;
@@ -90,6 +90,12 @@ function toStep(source: YamlSource, path: (string | number)[], entry: string | R
     name = typeof entry['name'] === 'string' ? entry['name'] : undefined;
   }
   const task = TASKS.get(id);
+  const renamed = RENAMED_TASKS.get(id);
+  if (!task && renamed) {
+    throw new KryptonError('E_PLAYBOOK', `${locate(source, path, typeof entry === 'string' ? undefined : id)}: task ${JSON.stringify(id)} was replaced by ${JSON.stringify(renamed)} (one task per concern, for nodes and cosigners alike)`, {
+      hint: `write ${renamed} instead (see playbooks/ for the current playbooks)`,
+    });
+  }
   if (!task) {
     throw new KryptonError('E_PLAYBOOK', `${locate(source, path, typeof entry === 'string' ? undefined : id)}: unknown task ${JSON.stringify(id)}`, {
       hint: `known tasks: ${[...TASKS.keys()].join(', ')}`,

@@ -1,34 +1,10 @@
-import { SECRETS_DIR, type Inventory, type NodeHost } from '../inventory/model.ts';
-import { engineJwtPath, nodeRoleName } from '../backends/vault-paths.ts';
-
-/** Paths of the files a node's Vault Agent uses, all on the tmpfs. */
-export const AGENT_FILES = {
-  config: `${SECRETS_DIR}/vault-agent.hcl`,
-  template: `${SECRETS_DIR}/jwt.ctmpl`,
-  roleId: `${SECRETS_DIR}/role_id`,
-  secretId: `${SECRETS_DIR}/secret_id`,
-  pid: `${SECRETS_DIR}/agent.pid`,
-  tokenSink: `${SECRETS_DIR}/agent-token`,
-  jwt: `${SECRETS_DIR}/jwt.hex`,
-} as const;
-
-export { nodeRoleName };
-
 /**
- * KV v2 logical path (below the mount) of the Engine-API JWT a node uses: the network's
- * `krypton/<network>/engine-jwt`, or with `jwt_per_node` the node's own `krypton/<network>/nodes/<node>/engine-jwt`.
+ * The Vault Agent / OpenBao agent side of a host, rendered from the host's secrets (src/model/layout.ts
+ * `hostSecrets`) — the same for nodes and cosigners: `vault-agent.hcl`, one template per secret, and the host's
+ * ACL policy. Pure text; nothing here is secret.
  */
-export function engineJwtKvPath(inv: Inventory, node?: string): string {
-  return inv.vault.jwtPerNode && node ? `krypton/${inv.network}/nodes/${node}/engine-jwt` : engineJwtPath(inv.network);
-}
-
-/**
- * `jwt.ctmpl`: a consul-template template that renders the KV v2 field `hex` — and nothing else, no newline
- * (the JWT file must be exactly 64 hex characters).
- */
-export function renderJwtTemplate(inv: Inventory, node: string): string {
-  return `{{ with secret "${inv.vault.kvMount}/data/${engineJwtKvPath(inv, node)}" }}{{ .Data.data.hex }}{{ end }}`;
-}
+import type { Host, Inventory } from '../model/inventory.ts';
+import { AGENT_FILES, hostSecrets, kvDataPath, kvField, kvPath, policyName, roleName, templatePath, type HostSecret } from '../model/layout.ts';
 
 function hclString(s: string): string {
   return JSON.stringify(s);
@@ -44,8 +20,8 @@ export interface AgentTemplate {
 }
 
 /** What differs between agents: whose they are, their AppRole role, their files, their templates. */
-export interface AgentProfile {
-  /** For the header comment, e.g. `val-1` or `Horcrux cosigner cosigner-2`. */
+interface AgentProfile {
+  /** For the header comment, e.g. `val-1` or `cosigner cosigner-2`. */
   title: string;
   role: string;
   files: { pid: string; roleId: string; secretId: string; tokenSink: string };
@@ -60,7 +36,7 @@ export interface AgentProfile {
  * auth and keeps no token. Templates render with their perms, no backup, and an error on a missing key;
  * KV v2 re-renders every 5 m (`static_secret_render_interval`). Not secret.
  */
-export function renderAgentHcl(inv: Inventory, p: AgentProfile): string {
+function renderAgentHcl(inv: Inventory, p: AgentProfile): string {
   const v = inv.vault;
   const oneshot = v.agentMode === 'oneshot';
   return [
@@ -107,26 +83,36 @@ export function renderAgentHcl(inv: Inventory, p: AgentProfile): string {
   ].join('\n');
 }
 
-/** `vault-agent.hcl` for one node: the JWT template to `/run/krypton-secrets/jwt.hex` with the node's mode/owner. */
-export function renderAgentConfig(inv: Inventory, node: NodeHost): string {
+
+/** `vault-agent.hcl` for a host: one template stanza per host secret, rendered with its mode/owner/group. */
+export function renderAgentConfig(inv: Inventory, host: Host): string {
   return renderAgentHcl(inv, {
-    title: node.name,
-    role: nodeRoleName(inv.network, node.name),
+    title: host.kind === 'node' ? host.name : `cosigner ${host.name}`,
+    role: roleName(inv, host),
     files: AGENT_FILES,
-    templates: [{ source: AGENT_FILES.template, destination: AGENT_FILES.jwt, perms: node.jwt.mode, user: node.jwt.owner, group: node.jwt.group }],
+    templates: hostSecrets(inv, host).map((s) => ({ source: templatePath(s), destination: s.path, perms: s.mode, user: s.owner, group: s.group })),
   });
 }
 
 /**
- * The node's ACL policy: read on its network's engine-jwt KV v2 data path, nothing else (no list, no
- * metadata, no other node's or cosigner's paths).
+ * The consul-template template that renders one host secret, byte for byte what the store's canonical form is:
+ * a single field verbatim with nothing added (`hex` for the JWT: exactly 64 hex, no newline; `json` for a key
+ * file), or for env-secrets every field as a `NAME='value'` line (Go's text/template ranges over a map in sorted
+ * key order; `'` escaped as `\'`), as `renderEnvFile` in src/model/formats.ts writes them.
  */
-export function renderNodePolicy(inv: Inventory, node: string): string {
+export function renderTemplate(inv: Inventory, s: HostSecret): string {
+  const path = kvDataPath(inv.vault.kvMount, kvPath(s.ref));
+  const field = kvField(s.ref.kind);
+  if (s.format === 'env') return `{{ with secret ${hclString(path)} }}{{ range $k, $v := .Data.data }}{{ $k }}='{{ $v | replaceAll "'" "\\\\'" }}'\n{{ end }}{{ end }}`;
+  return `{{ with secret ${hclString(path)} }}{{ .Data.data.${field} }}{{ end }}`;
+}
+
+/** The host's ACL policy: `read` on the KV v2 data path of each of its own secrets, nothing else (no list, no metadata). */
+export function renderPolicy(inv: Inventory, host: Host): string {
   return [
-    `# krypton-secrets node policy (network ${inv.network}): read the Engine-API JWT, nothing else.`,
-    `path ${hclString(`${inv.vault.kvMount}/data/${engineJwtKvPath(inv, node)}`)} {`,
-    '  capabilities = ["read"]',
-    '}',
+    `# krypton-secrets ${host.kind} policy ${policyName(inv, host)} (network ${inv.network}): read its own secrets, nothing else.`,
+    ...hostSecrets(inv, host).flatMap((s) => [`path ${hclString(kvDataPath(inv.vault.kvMount, kvPath(s.ref)))} {`, '  capabilities = ["read"]', '}']),
     '',
   ].join('\n');
 }
+

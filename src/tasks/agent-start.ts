@@ -1,43 +1,51 @@
-import { z } from 'zod';
-import { act } from '../core/action.ts';
-import { defineTask, change, noChange, refuse } from '../core/task.ts';
-import { agentState } from '../facts/agent.ts';
-import { expectedEngineJwt } from '../facts/inputs.ts';
-import { AGENT_FILES } from '../render/vault-agent.ts';
-import { agentRestartReason, asNode } from './common.ts';
+import { act, type Action } from '../model/action.ts';
+import { defineTask, change, noChange } from '../model/task.ts';
+import { agentState, secretFiles, storedFingerprints } from '../facts/secrets.ts';
+import { AGENT_FILES, hostSecrets } from '../model/layout.ts';
+import { agentRestartReason, describeStored, metaProblem, ownerSpec, refuseMissing, waitParams } from './common.ts';
 
 /**
- * agent.start — (re)start the node's Vault Agent with the host's configured command and wait until
- * `jwt.hex` exists with the node's JWT mode, is exactly 64 lowercase hex, and its SHA-256 equals the
- * fingerprint of the backend's value (daemon mode: also a running agent holding a token). Does nothing
- * when that already holds. Refuses when the backend has no JWT yet.
+ * agent.start — (re)start the host's Vault Agent with its configured command and wait (`timeout_seconds`) until
+ * every host secret's file exists with its mode, and its SHA-256 equals the store's fingerprint (daemon mode: also
+ * a running agent holding a token, started after its config). The old token sink goes first, so only a token the
+ * new agent writes proves it logged in. Does nothing when that already holds; puts mode/owner back when a file
+ * matches but was chmod-ed or chown-ed. Refuses when the store holds nothing for one of the host's secrets.
+ * The services reading a re-rendered file restart in their own step (node.restart-lockstep, horcrux.start).
  */
 export const agentStart = defineTask({
   id: 'agent.start',
-  summary: 'start the Vault Agent and wait for jwt.hex',
-  appliesTo: 'node',
-  backends: ['vault'],
-  params: z.strictObject({ timeout_seconds: z.number().int().min(1).max(600).default(30) }).prefault({}),
-  facts: () => ({ agent: agentState(), jwt: expectedEngineJwt() }),
-  plan(_p, { agent, jwt }, { inventory, host }) {
-    const node = asNode(host);
-    if (!jwt) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
-    const why = agentRestartReason(inventory.vault.agentMode, agent, jwt);
-    const jwtGood = agent.jwt.exists && agent.jwt.isHex64 && agent.jwt.mode === node.jwt.mode && agent.jwt.sha256 === jwt.secret.fingerprint();
-    if (!why && jwtGood) {
-      return noChange(`jwt.hex matches ${jwt.source} v${jwt.version} (${jwt.secret.shortFingerprint()}), mode ${node.jwt.mode}`);
-    }
-    if (!why) {
-      // Same bytes as the backend (so 64 lowercase hex), wrong mode: someone chmod-ed it. Put the mode back.
-      return change(act.exec(['chmod', node.jwt.mode, '--', AGENT_FILES.jwt], `restore mode ${node.jwt.mode} on ${AGENT_FILES.jwt} (was ${agent.jwt.mode})`));
-    }
-    // The old token sink goes first: only a token the new agent writes proves it logged in.
-    return change(
-      ...(agent.running ? [act.exec(node.agent.stop, `stop the agent (pid ${agent.pid})`)] : []),
-      ...(agent.tokenSink ? [act.remove(AGENT_FILES.tokenSink, 'remove the old agent token sink')] : []),
-      act.exec(node.agent.start, `start the agent: ${why}`),
-    );
+  summary: 'start the Vault Agent and wait for the rendered secrets',
+  appliesTo: 'any',
+  delivery: ['agent'],
+  params: waitParams,
+  facts: (_p, host, inv) => {
+    const ss = hostSecrets(inv, host);
+    return { agent: agentState(ss), files: secretFiles(ss), stored: storedFingerprints(ss) };
   },
-  // No triggersRestart: a re-rendered value shows as an Engine API that rejects it, which restarts el and cl.
+  plan(_p, { agent, files, stored }, { inventory, host }) {
+    const ss = hostSecrets(inventory, host);
+    const missing = refuseMissing(host, ss, stored);
+    if (missing) return missing;
+    const why = agentRestartReason(inventory.vault.agentMode, agent, ss, files, stored);
+    if (why) {
+      return change(
+        ...(agent.running ? [act.exec(host.agent.stop, `stop the agent (pid ${agent.pid})`)] : []),
+        ...(agent.tokenSink ? [act.remove(AGENT_FILES.tokenSink, 'remove the old agent token sink')] : []),
+        act.exec(host.agent.start, `start the agent: ${why}`),
+      );
+    }
+    const repairs: Action[] = ss.flatMap((s) => {
+      const f = files[s.name]!;
+      const p = metaProblem(s, f);
+      if (!p) return [];
+      const own = ownerSpec(s);
+      return [
+        ...(f.mode !== s.mode ? [act.exec(['chmod', s.mode, '--', s.path], `restore mode ${s.mode} on ${s.path} (was ${f.mode})`)] : []),
+        ...(own && f.mode === s.mode ? [act.exec(['chown', own, '--', s.path], `give ${s.path} back to ${own}: ${p}`)] : []),
+      ];
+    });
+    if (repairs.length) return change(...repairs);
+    return noChange(`${describeStored(ss, stored)}; modes ${[...new Set(ss.map((s) => s.mode))].join(', ')}`);
+  },
   settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
 });

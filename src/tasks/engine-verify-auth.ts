@@ -1,4 +1,4 @@
-import { defineTask, noChange, refuse } from '../core/task.ts';
+import { defineTask, noChange, refuse } from '../model/task.ts';
 import { engineProbe } from '../facts/inputs.ts';
 import { noParams } from './common.ts';
 
@@ -15,8 +15,8 @@ export const engineVerifyAuth = defineTask({
   params: noParams,
   facts: () => ({ probe: engineProbe() }),
   plan(_p, { probe }) {
-    if (!probe) return refuse('E_INPUT', 'the backend holds no Engine-API JWT for this network', 'run vault.seed-engine-jwt first');
-    if (probe.outcome === 'accepted') return noChange(`Engine API accepted a token signed with the current JWT (${probe.detail})`);
+    if (!probe) return refuse('E_INPUT', 'the store holds no Engine-API JWT for this node', 'run secret.seed first (playbooks/provision.yml does)');
+    if (probe.outcome === 'accepted') return noChange(`Engine API accepted a token signed with the current JWT v${probe.version} (${probe.detail})`);
     if (probe.outcome === 'rejected') {
       return refuse('E_ENGINE_AUTH', `the Engine API rejected a token signed with the backend's JWT: ${probe.detail}`, 'el and cl may run on another JWT: re-run apply, or check JWT_PATH in the compose env file');
     }

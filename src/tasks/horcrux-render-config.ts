@@ -1,10 +1,10 @@
-import { act } from '../core/action.ts';
-import { defineTask, change, noChange, refuse } from '../core/task.ts';
+import { act } from '../model/action.ts';
+import { defineTask, change, noChange, refuse } from '../model/task.ts';
 import { sha256Hex } from '../core/secret.ts';
-import { cosignerSettings, horcruxInventoryProblems, layoutProblems, renderHorcruxConfig } from '../horcrux/config.ts';
-import { homeState } from '../horcrux/facts.ts';
-import { noParams } from './common.ts';
-import { asCosigner } from './cosigner-common.ts';
+import { horcruxInventoryProblems, layoutProblems, renderHorcruxConfig } from '../horcrux/config.ts';
+import { cosignerSettings } from '../model/layout.ts';
+import { homeState } from '../facts/dir.ts';
+import { asCosigner, noParams } from './common.ts';
 
 const RAM_FS = new Set(['tmpfs', 'ramfs']);
 

@@ -1,8 +1,10 @@
 import { z } from 'zod';
-import { defineTask, change, noChange, refuse, laptopFact } from '../core/task.ts';
+import { defineTask, change, noChange, refuse, laptopFact } from '../model/task.ts';
 import { fileAt } from '../facts/file.ts';
 import { expectedEngineJwt } from '../facts/inputs.ts';
+import { refFor, refKey } from '../model/layout.ts';
 import { asNode } from './common.ts';
+import { shortFingerprint } from '../core/secret.ts';
 
 /**
  * jwt.rotate — write a fresh Engine-API JWT (32 CSPRNG bytes, hex) as a new backend version: a new KV v2
@@ -20,24 +22,26 @@ export const jwtRotate = defineTask({
   params: z.strictObject({ when: z.enum(['always', 'plaintext-matches']).default('always') }).prefault({}),
   facts: (_p, host) => ({
     current: expectedEngineJwt(),
-    rotated: laptopFact(async (env) => env.runState.get(`rotated:${env.backends.jwtScope(env.host.name)}`) as number | undefined),
+    rotated: laptopFact(async (env) => env.runState.get(`rotated:${refKey(refFor(env.inventory, 'engine-jwt', env.host.name))}`) as number | undefined),
     legacy: fileAt(asNode(host).legacyJwtPath, { digest: true }),
   }),
-  plan(p, { current, rotated, legacy }, { resume, host }) {
+  plan(p, { current, rotated, legacy }, { resume, host, inventory }) {
     if (rotated !== undefined) return noChange(`rotated to v${rotated} earlier in this run`);
     if (!current) return refuse('E_INPUT', 'there is no Engine-API JWT to rotate yet', 'run playbooks/provision.yml first (it seeds one)');
-    if (resume) return noChange(`--resume: continuing towards v${current.version} (${current.secret.shortFingerprint()}); no new version written`);
+    if (resume) return noChange(`--resume: continuing towards v${current.version} (${shortFingerprint(current.fingerprint)}); no new version written`);
     if (p.when === 'plaintext-matches') {
       const node = asNode(host);
-      if (!(legacy.exists && legacy.sha256 === current.secret.fingerprint())) {
+      if (!(legacy.exists && legacy.sha256 === current.fingerprint)) {
         return noChange(`${current.source} v${current.version} is not the value in ${node.legacyJwtPath}; it stays`);
       }
     }
     return change({
-      kind: 'jwt.rotate',
-      node: host.name,
+      kind: 'store-write',
+      ref: refFor(inventory, 'engine-jwt', host.name),
+      op: 'mint',
+      rotation: true,
       expectVersion: current.version,
-      description: `write a new Engine-API JWT after v${current.version} (${current.secret.shortFingerprint()}) to ${current.source}`,
+      description: `write a new Engine-API JWT after v${current.version} (${shortFingerprint(current.fingerprint)}) to ${current.source}`,
     });
   },
 });

@@ -1,11 +1,12 @@
 import { z } from 'zod';
-import { act, type Action } from '../core/action.ts';
-import { defineTask, change, noChange } from '../core/task.ts';
+import { act, type Action } from '../model/action.ts';
+import { defineTask, change, noChange } from '../model/task.ts';
 import { sha256Hex } from '../core/secret.ts';
-import { awsTarget, bootStep } from '../facts/kms.ts';
+import { bootStep } from '../facts/boot.ts';
 import { absolutePath } from '../inventory/schema.ts';
-import { BOOT_FILES, bootUnitLinks, renderBootScript, renderBootUnit } from '../render/kms-host.ts';
-import { asNode } from './common.ts';
+import { hostSecrets, tmpfsDirs } from '../model/layout.ts';
+import { laptopFact } from '../model/task.ts';
+import { BOOT_FILES, bootUnitLinks, renderBootScript, renderBootUnit } from '../render/boot.ts';
 
 const unitName = z.string().regex(/^[A-Za-z0-9:_.@-]+\.(service|target)$/, 'expected a systemd unit name such as docker.service');
 
@@ -23,37 +24,38 @@ export const installBootStepParams = z
   .prefault({});
 
 /**
- * kms.install-boot-step — the boot-time half of the KMS / Secrets Manager backends: after a reboot the tmpfs
- * is empty by design, so the node must put jwt.hex back before el and cl start (geth would otherwise make a
- * new secret). Installs `/usr/local/sbin/krypton-secrets-boot` (0755; mounts the tmpfs, runs the same fetch
- * as apply with the host's AWS identity, retries while AWS is unreachable) and the systemd unit
- * `krypton-secrets-boot.service` (oneshot, after network-online, `Before=` and `RequiredBy=` the units that
- * start el/cl — default docker.service), enabled by its links (what `systemctl enable` makes), then
- * `systemctl daemon-reload` where systemd runs. Writes only what differs. With `kms.decrypt: operator` it
- * installs nothing: such a host has no AWS identity; after a reboot, apply delivers jwt.hex again.
+ * kms.install-boot-step — the boot-time half of the stores whose hosts fetch values themselves (KMS, Secrets
+ * Manager): after a reboot the tmpfs is empty by design, so the host must put its secrets back before el/cl (or
+ * Horcrux) start — geth would otherwise make a new JWT. Installs `/usr/local/sbin/krypton-secrets-boot` (0755;
+ * mounts the tmpfs dirs, runs the store's fetch for each host secret with the host's own AWS identity, retries
+ * while AWS is unreachable) and the systemd unit `krypton-secrets-boot.service` (oneshot, after network-online,
+ * `Before=` and `RequiredBy=` the units that start the services — default docker.service), enabled by its links
+ * (what `systemctl enable` makes), then `systemctl daemon-reload` where systemd runs. Writes only what differs.
+ * With `kms.decrypt: operator` it is skipped: such a host has no AWS identity; after a reboot, apply delivers
+ * the secrets again.
  */
 export const kmsInstallBootStep = defineTask({
   id: 'kms.install-boot-step',
-  summary: 'install the boot-time JWT step (script + systemd unit)',
-  appliesTo: 'node',
-  backends: ['kms', 'secrets-manager'],
+  summary: 'install the boot-time fetch step (script + systemd unit)',
+  appliesTo: 'any',
+  delivery: ['host-fetch'],
   params: installBootStepParams,
-  facts: (p, _host, inv) => ({
+  facts: (p, host, inv) => ({
     boot: bootStep(BOOT_FILES.script, `${p.unit_dir}/${BOOT_FILES.unitName}`, bootUnitLinks(p, p.unit_dir)),
-    target: awsTarget(inv.backend === 'secrets-manager' ? 'secrets-manager' : 'kms'),
+    fetches: laptopFact(async (env) => {
+      const hf = env.store.hostFetch!;
+      const target = await hf.target();
+      return { region: target.region, list: hostSecrets(inv, host).map((s) => ({ path: s.path, argv: hf.fetchArgv(inv, host, s, target, '') })) };
+    }),
   }),
-  plan(p, { boot, target }, { inventory, host }) {
-    const node = asNode(host);
-    if (inventory.kms?.decrypt === 'operator') {
-      return noChange('kms.decrypt is operator: the host has no AWS identity to fetch the JWT at boot; after a reboot, apply delivers jwt.hex again');
-    }
+  plan(p, { boot, fetches }, { inventory, host }) {
     const o = { tmpfsSizeBytes: p.tmpfs_size_bytes, attempts: p.attempts, before: p.before };
     const unitPath = `${p.unit_dir}/${BOOT_FILES.unitName}`;
-    const script = renderBootScript(inventory, node, target, o);
-    const unit = renderBootUnit(inventory, node, o);
+    const script = renderBootScript(inventory, host, tmpfsDirs(inventory, host), fetches.list, o);
+    const unit = renderBootUnit(inventory, host, o);
     const actions: Action[] = [];
     if (boot.script.sha256 !== sha256Hex(script) || boot.script.mode !== '0755') {
-      actions.push(act.put(BOOT_FILES.script, script, '0755', `${boot.script.exists ? 'update' : 'install'} ${BOOT_FILES.script} (region ${target.region})`));
+      actions.push(act.put(BOOT_FILES.script, script, '0755', `${boot.script.exists ? 'update' : 'install'} ${BOOT_FILES.script} (region ${fetches.region})`));
     }
     let unitChanged = false;
     if (boot.unit.sha256 !== sha256Hex(unit) || boot.unit.mode !== '0644') {

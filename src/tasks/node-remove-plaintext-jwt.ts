@@ -1,10 +1,11 @@
-import { defineTask, change, noChange, refuse } from '../core/task.ts';
-import { act } from '../core/action.ts';
+import { defineTask, change, noChange, refuse } from '../model/task.ts';
+import { act } from '../model/action.ts';
 import { envKey, fileAt, looksLikeJwtFile } from '../facts/file.ts';
 import { describeGit, gitStatusOf } from '../facts/git.ts';
 import { expectedEngineJwt } from '../facts/inputs.ts';
-import type { Host } from '../inventory/model.ts';
-import { AGENT_FILES } from '../render/vault-agent.ts';
+import type { Host } from '../model/inventory.ts';
+import { JWT_FILE } from '../model/layout.ts';
+import { shortFingerprint } from '../core/secret.ts';
 import { asNode, noParams } from './common.ts';
 
 /**
@@ -34,15 +35,15 @@ export const nodeRemovePlaintextJwt = defineTask({
     const path = node.legacyJwtPath;
     const gitNote = describeGit(path, git);
     if (env.values.includes(path)) {
-      return refuse('E_PLAN_CONFLICT', `JWT_PATH in ${node.envFile} still points at the plaintext ${path}`, `run node.set-jwt-path and node.restart-lockstep first (JWT_PATH=${AGENT_FILES.jwt})`);
+      return refuse('E_PLAN_CONFLICT', `JWT_PATH in ${node.envFile} still points at the plaintext ${path}`, `run node.set-jwt-path and node.restart-lockstep first (JWT_PATH=${JWT_FILE})`);
     }
     if (!legacy.exists) return noChange(`no plaintext JWT at ${path}${gitNote ? `; ${gitNote}` : ''}`);
     if (!looksLikeJwt) {
       // Shredding is irreversible: only a file that is a JWT (64 hex, optional 0x, optional newline) goes.
       return refuse('E_PLAN_CONFLICT', `${path} does not look like a JWT file (64 hex characters); not shredding it`, 'check legacy_jwt_path for this node in the inventory');
     }
-    if (jwt && legacy.sha256 === jwt.secret.fingerprint()) {
-      return refuse('E_PLAN_CONFLICT', `${path} holds the backend's current value (${jwt.secret.shortFingerprint()}): it is compromised`, 'run jwt.rotate (when: plaintext-matches) before removing it');
+    if (jwt && legacy.sha256 === jwt.fingerprint) {
+      return refuse('E_PLAN_CONFLICT', `${path} holds the backend's current value (${shortFingerprint(jwt.fingerprint)}): it is compromised`, 'run jwt.rotate (when: plaintext-matches) before removing it');
     }
     return change(act.remove(path, `shred ${path} (the old plaintext JWT)${gitNote ? `; ${gitNote}` : ''}`, true));
   },

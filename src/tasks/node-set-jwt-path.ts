@@ -1,8 +1,8 @@
-import { act } from '../core/action.ts';
-import { defineTask, change, noChange, refuse } from '../core/task.ts';
+import { act } from '../model/action.ts';
+import { defineTask, change, noChange, refuse } from '../model/task.ts';
 import { envKey } from '../facts/file.ts';
-import type { Host } from '../inventory/model.ts';
-import { AGENT_FILES } from '../render/vault-agent.ts';
+import type { Host } from '../model/inventory.ts';
+import { JWT_FILE } from '../model/layout.ts';
 import { asNode, noParams } from './common.ts';
 
 /**
@@ -19,7 +19,7 @@ export const nodeSetJwtPath = defineTask({
   facts: (_p, host: Host) => ({ env: envKey(asNode(host).envFile, 'JWT_PATH') }),
   plan(_p, { env }, { host }) {
     const file = asNode(host).envFile;
-    const want = AGENT_FILES.jwt;
+    const want = JWT_FILE;
     if (!env.fileExists) return refuse('E_PLAN_CONFLICT', `compose env file ${file} does not exist`, 'set env_file (or deploy_dir) for this node in the inventory');
     if (env.values.length >= 1 && env.values.every((v) => v === want)) return noChange(`${file} already has JWT_PATH=${want}`);
     if (env.values.length === 0) {

@@ -36,7 +36,7 @@ import {
   type KnownHostEntry,
 } from './known-hosts.ts';
 import { currentUser, expandTilde, loadSshConfig, lookupSshConfig, parseProxyJump, type JumpSpec, type LoadedSshConfig } from './ssh-config.ts';
-import { commandLine, type ExecOptions, type ExecResult, type PutOptions, type Transport } from './transport.ts';
+import { commandLine, type ExecOptions, type ExecResult, type PutOptions, type Transport } from '../core/transport.ts';
 
 const { Client, utils: sshUtils } = ssh2;
 

@@ -1,12 +1,14 @@
-import type { AgentFact } from '../facts/agent.ts';
 import type { HexCopy } from '../facts/copies.ts';
 import type { EngineProbe } from '../facts/engine.ts';
 import type { GitFact } from '../facts/git.ts';
 import type { FileFact } from '../facts/file.ts';
 import type { KernelFact, MountFact } from '../facts/mount.ts';
-import type { EngineJwtValue } from '../backends/registry.ts';
-import { SECRETS_DIR, type Inventory, type NodeHost } from '../inventory/model.ts';
-import { AGENT_FILES } from '../render/vault-agent.ts';
+import type { AgentFact, SecretFileFact, StoredFingerprint } from '../facts/secrets.ts';
+import { COMPOSE_SERVICES, jwtMountForm, type ContainersFact, type JwtMount } from '../facts/containers.ts';
+import { shortFingerprint } from '../core/secret.ts';
+import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../model/inventory.ts';
+import { AGENT_FILES, JWT_FILE, hostSecrets, type HostSecret } from '../model/layout.ts';
+import type { Delivery } from '../model/store.ts';
 
 /** One line of the audit: a host, a check id, pass or fail, and why — never a secret value. */
 export interface CheckRow {
@@ -16,79 +18,93 @@ export interface CheckRow {
   detail: string;
 }
 
-/** What verify gathers from one node (remote facts in one exec, the rest on the laptop). */
-export interface NodeAuditFacts {
-  mount?: MountFact;
+/** A copy of a stored value found on the host: the file, and what it matched (a whole file, or one variable). */
+export interface ValueCopy {
+  where: string;
+  fingerprint: string;
+}
+
+/** What verify gathers from one host (remote facts in one exec, the rest on the laptop). */
+export interface HostAuditFacts {
+  /** The mount at each tmpfs dir, in `tmpfsDirs` order. */
+  mounts: (MountFact | undefined)[];
   kernel: KernelFact;
   agent: AgentFact;
-  copies: HexCopy[];
-  legacyGit: GitFact;
+  files: Record<string, SecretFileFact>;
+  stored: Record<string, StoredFingerprint | undefined>;
+  /** Nodes: 64-hex tokens in the deploy dir, env file, old plaintext path and its git history (SHA-256 only). */
+  copies?: HexCopy[];
+  /** Nodes with env-secrets: files in the deploy dir equal to the env file, and variable values found there (SHA-256 only). */
+  envCopies?: ValueCopy[];
+  /** The SHA-256 of each stored env-secret value, to compare with `envCopies` (computed on the laptop, never shown). */
+  envValueFingerprints?: string[];
+  legacyGit?: GitFact;
   /** The old plaintext JWT file (bootstrap.sh's). */
-  legacy: FileFact;
+  legacy?: FileFact;
   /** JWT_PATH lines of the compose env file. */
-  jwtPath: { fileExists: boolean; values: string[] };
-  expected?: EngineJwtValue;
+  jwtPath?: { fileExists: boolean; values: string[] };
   probe?: EngineProbe;
+  /** Nodes: what el's and cl's containers hold (compose hosts), or why the host is not a compose host. */
+  containers?: ContainersFact;
+  /** Nodes: geth's crc32 of the stored JWT (computed on the laptop; only the number), to compare with el's log. */
+  jwtCrc32?: { version: number; crc32: string; source: string };
   /** Daemon mode: the agent's token as Vault sees it (undefined when there is none to look up). */
   token?: { renewable: boolean; ttlSeconds: number; policies: string[] } | { error: string };
-  /** `sys/capabilities` of a short-lived token of the node's policy on each probed path. */
-  capabilities?: { ownPath: string; own: string[]; others: Record<string, string[]> } | { error: string };
+  /** `sys/capabilities` of a short-lived token of the host's policy on its own paths and on paths it must not reach. */
+  capabilities?: { ownPaths: string[]; own: Record<string, string[]>; others: Record<string, string[]> } | { error: string };
+}
+
+/** The check id of a host secret's rows: `jwt` for the Engine-API JWT (as before), `env`, `ecies`, `shard`. */
+export function checkPrefix(s: Pick<HostSecret, 'name'>): string {
+  return s.name === 'engine-jwt' ? 'jwt' : s.name === 'node-env' ? 'env' : s.name;
 }
 
 /**
- * The audit of one node, pure: facts in, rows out (check ids: tmpfs, jwt.file, jwt.backend, jwt.copies,
- * agent, secret_id, engine.auth, vault.policy). A reboot or a dead agent shows as the clear statement that
- * the node must be re-provisioned (`apply playbooks/provision.yml --limit <node>`).
+ * The audit of one host, pure: facts in, rows out. Check ids: `tmpfs`; per host secret `<p>.file` (mode, owner,
+ * format) and `<p>.backend` (SHA-256 against the store) with `<p>` = jwt, env, ecies, shard; nodes also
+ * `jwt.copies`, `env.copies`, `jwt.git`, `jwt.path`, `jwt.legacy`, `engine.auth`; with an agent `agent`,
+ * `secret_id` and `vault.policy`; on a compose host `el.holds` and `cl.holds` (the SHA-256 of the JWT as each
+ * container sees it, against the store) and `el.loaded` (the crc32 geth logged when it loaded its secret, against
+ * the stored value's). A reboot or a dead agent shows as the clear statement that the host must be re-provisioned.
  */
-export function nodeChecks(inv: Inventory, node: NodeHost, f: NodeAuditFacts): CheckRow[] {
+export function hostChecks(inv: Inventory, host: Host, delivery: Delivery, dirs: readonly string[], f: HostAuditFacts): CheckRow[] {
   const rows: CheckRow[] = [];
-  const row = (check: string, ok: boolean, detail: string) => rows.push({ host: node.name, check, ok, detail });
-  const reprovision = `re-provision it: krypton-secrets apply playbooks/provision.yml -i ${inv.file} --limit ${node.name}`;
+  const row = (check: string, ok: boolean, detail: string) => rows.push({ host: host.name, check, ok, detail });
+  const playbook = host.kind === 'node' ? 'playbooks/provision.yml' : 'playbooks/cosigner-bringup.yml';
+  const reprovision = `re-provision it: krypton-secrets apply ${playbook} -i ${inv.file} --limit ${host.name}`;
 
   // tmpfs
-  if (!f.mount) row('tmpfs', false, `${SECRETS_DIR} is not mounted (a reboot wipes it): ${reprovision}`);
-  else if (f.mount.fsType !== 'tmpfs') row('tmpfs', false, `${SECRETS_DIR} is ${f.mount.fsType}, not tmpfs: secrets would be on persistent disk`);
-  else if (f.mount.mode !== '0700') row('tmpfs', false, `${SECRETS_DIR} has mode ${f.mount.mode}, expected 0700`);
-  else if (f.kernel.swapActive && !f.mount.options.includes('noswap'))
-    row('tmpfs', false, `swap is on and the tmpfs lacks noswap (kernel ${f.kernel.release}): its pages may be written to the swap device`);
-  else row('tmpfs', true, `tmpfs, mode 0700${f.mount.options.includes('noswap') ? ', noswap' : f.kernel.swapActive ? '' : ', no swap active'}`);
+  dirs.forEach((dir, i) => {
+    const m = f.mounts[i];
+    const check = i === 0 ? 'tmpfs' : 'tmpfs.key_dir';
+    if (!m) row(check, false, `${dir} is not mounted (a reboot wipes it): ${reprovision}`);
+    else if (m.fsType !== 'tmpfs') row(check, false, `${dir} is ${m.fsType}, not tmpfs: secrets would be on persistent disk`);
+    else if (m.mode !== '0700') row(check, false, `${dir} has mode ${m.mode}, expected 0700`);
+    else if (f.kernel.swapActive && !m.options.includes('noswap')) row(check, false, `swap is on and the tmpfs at ${dir} lacks noswap (kernel ${f.kernel.release}): its pages may be written to the swap device`);
+    else row(check, true, `${dir}: tmpfs, mode 0700${m.options.includes('noswap') ? ', noswap' : f.kernel.swapActive ? '' : ', no swap active'}`);
+  });
 
-  // jwt.hex itself
-  const j = f.agent.jwt;
-  if (!j.exists) row('jwt.file', false, `${AGENT_FILES.jwt} is missing: ${reprovision}`);
-  else if (j.mode !== node.jwt.mode) row('jwt.file', false, `${AGENT_FILES.jwt} has mode ${j.mode}, expected ${node.jwt.mode}`);
-  else if (node.jwt.owner && j.owner !== node.jwt.owner) row('jwt.file', false, `${AGENT_FILES.jwt} is owned by ${j.owner}, expected ${node.jwt.owner}`);
-  else if (!j.isHex64) row('jwt.file', false, `${AGENT_FILES.jwt} is not exactly 64 lowercase hex characters`);
-  else row('jwt.file', true, `mode ${j.mode}, owner ${j.owner}, 64 lowercase hex`);
-
-  // matches the backend
-  if (!f.expected) row('jwt.backend', false, 'the backend holds no Engine-API JWT for this network');
-  else if (!j.exists) row('jwt.backend', false, `no jwt.hex to compare with ${f.expected.source} v${f.expected.version}`);
-  else if (j.sha256 !== f.expected.secret.fingerprint())
-    row('jwt.backend', false, `jwt.hex (sha256:${(j.sha256 ?? '').slice(0, 12)}) differs from ${f.expected.source} v${f.expected.version} (${f.expected.secret.shortFingerprint()})`);
-  else row('jwt.backend', true, `equals ${f.expected.source} v${f.expected.version} (${f.expected.secret.shortFingerprint()})`);
-
-  // stray copies of the current value
-  if (f.expected) {
-    const fp = f.expected.secret.fingerprint();
-    const leaks = f.copies.filter((c) => c.fingerprint === fp).map((c) => c.where);
-    if (leaks.length) row('jwt.copies', false, `a copy of the current JWT is in ${leaks.join(', ')}: remove it and rotate (playbooks/rotate-jwt.yml)`);
-    else row('jwt.copies', true, `no copy of the current value in ${node.deployDir}, ${node.envFile}, ${node.legacyJwtPath} or its git history`);
+  // each secret's file, and the store
+  for (const s of hostSecrets(inv, host)) {
+    if (host.kind === 'cosigner') continue; // horcrux.verify-keys judges the key dir as a whole (cosigner.keys)
+    const p = checkPrefix(s);
+    const j = f.files[s.name] ?? { exists: false };
+    const want = f.stored[s.name];
+    if (!j.exists) row(`${p}.file`, false, `${s.path} is missing: ${reprovision}`);
+    else if (j.mode !== s.mode) row(`${p}.file`, false, `${s.path} has mode ${j.mode}, expected ${s.mode}`);
+    else if (s.owner && j.owner !== s.owner && !/^\d+$/.test(s.owner)) row(`${p}.file`, false, `${s.path} is owned by ${j.owner}, expected ${s.owner}`);
+    else if (s.format === 'hex64' && !j.isHex64) row(`${p}.file`, false, `${s.path} is not exactly 64 lowercase hex characters`);
+    else row(`${p}.file`, true, `${s.path}: mode ${j.mode}, owner ${j.owner}${s.format === 'hex64' ? ', 64 lowercase hex' : ''}`);
+    if (!want) row(`${p}.backend`, false, `the store holds nothing for ${s.path}`);
+    else if (!j.exists) row(`${p}.backend`, false, `no ${s.path} to compare with ${want.source} v${want.version}`);
+    else if (j.sha256 !== want.fingerprint) row(`${p}.backend`, false, `${s.path} (${shortFingerprint(j.sha256 ?? '')}) differs from ${want.source} v${want.version} (${shortFingerprint(want.fingerprint)})`);
+    else row(`${p}.backend`, true, `${s.path} equals ${want.source} v${want.version} (${shortFingerprint(want.fingerprint)})`);
   }
-  if (f.legacyGit.tracked) row('jwt.git', false, `${node.legacyJwtPath} is tracked by the git work tree ${f.legacyGit.repo}`);
 
-  // where el and cl read it from, and what bootstrap.sh left behind
-  const paths = f.jwtPath.values;
-  if (!f.jwtPath.fileExists) row('jwt.path', false, `the compose env file ${node.envFile} does not exist`);
-  else if (paths.length === 0 || !paths.every((p) => p === AGENT_FILES.jwt))
-    row('jwt.path', false, `JWT_PATH in ${node.envFile} is ${paths.length ? paths.join(', ') : 'unset'}, not ${AGENT_FILES.jwt}`);
-  else row('jwt.path', true, `JWT_PATH=${AGENT_FILES.jwt} in ${node.envFile}`);
-  if (f.legacy.exists) {
-    row('jwt.legacy', false, `the old plaintext JWT file ${node.legacyJwtPath} is still there (mode ${f.legacy.mode}): apply playbooks/migrate-plaintext.yml`);
-  }
+  if (host.kind === 'node') nodeOnly(inv, host, f, row);
 
   // the agent
-  if (inv.backend === 'vault') {
+  if (delivery === 'agent') {
     if (inv.vault.agentMode === 'oneshot') {
       row('agent', !f.agent.tokenSink, f.agent.tokenSink ? `a token sink ${AGENT_FILES.tokenSink} exists in oneshot mode` : 'oneshot mode: no agent token stays on the host');
     } else if (!f.agent.running) {
@@ -112,20 +128,96 @@ export function nodeChecks(inv: Inventory, node: NodeHost, f: NodeAuditFacts): C
     );
   }
 
-  // the Engine API
-  if (!f.probe) row('engine.auth', false, 'no value to test the Engine API with');
-  else row('engine.auth', f.probe.outcome === 'accepted', f.probe.outcome === 'accepted' ? 'the Engine API accepts the current JWT' : f.probe.detail);
-
   // the policy
   if (f.capabilities) {
     if ('error' in f.capabilities) row('vault.policy', false, `could not check the policy: ${f.capabilities.error}`);
     else {
       const c = f.capabilities;
       const wide = Object.entries(c.others).filter(([, caps]) => !(caps.length === 1 && caps[0] === 'deny'));
-      if (!(c.own.length === 1 && c.own[0] === 'read')) row('vault.policy', false, `the node's policy grants ${c.own.join(', ')} on ${c.ownPath}, expected read only`);
-      else if (wide.length) row('vault.policy', false, `the node's policy also grants ${wide.map(([p, caps]) => `${caps.join('+')} on ${p}`).join('; ')}`);
-      else row('vault.policy', true, `read on ${c.ownPath} only (checked with sys/capabilities)`);
+      const notRead = c.ownPaths.filter((p) => !(c.own[p]?.length === 1 && c.own[p]![0] === 'read'));
+      if (notRead.length) row('vault.policy', false, `the ${host.kind}'s policy grants ${notRead.map((p) => `${(c.own[p] ?? []).join(', ')} on ${p}`).join('; ')}, expected read only`);
+      else if (wide.length) row('vault.policy', false, `the ${host.kind}'s policy also grants ${wide.map(([p, caps]) => `${caps.join('+')} on ${p}`).join('; ')}`);
+      else row('vault.policy', true, `read on ${c.ownPaths.join(', ')} only (checked with sys/capabilities)`);
     }
   }
   return rows;
+}
+
+function nodeOnly(inv: Inventory, node: NodeHost, f: HostAuditFacts, row: (check: string, ok: boolean, detail: string) => void): void {
+  // stray copies of the current JWT
+  const jwt = f.stored['engine-jwt'];
+  if (jwt && f.copies) {
+    const leaks = f.copies.filter((c) => c.fingerprint === jwt.fingerprint).map((c) => c.where);
+    if (leaks.length) row('jwt.copies', false, `a copy of the current JWT is in ${leaks.join(', ')}: remove it and rotate (playbooks/rotate-jwt.yml)`);
+    else row('jwt.copies', true, `no copy of the current value in ${node.deployDir}, ${node.envFile}, ${node.legacyJwtPath} or its git history`);
+  }
+  // stray copies of the env-secrets: the whole file, or any one value, on persistent disk in the deploy dir
+  const env = f.stored['node-env'];
+  if (node.env && env && f.envCopies) {
+    const values = new Set(f.envValueFingerprints ?? []);
+    const whole = f.envCopies.filter((c) => c.fingerprint === env.fingerprint).map((c) => c.where);
+    const parts = f.envCopies.filter((c) => values.has(c.fingerprint)).map((c) => c.where);
+    const leaks = [...new Set([...whole, ...parts])];
+    if (leaks.length) row('env.copies', false, `a copy of the env-secrets (the file or one of its values) is on persistent disk in ${leaks.join(', ')}: shred it, and change the values it exposed`);
+    else row('env.copies', true, `no copy of the env-secrets or of any of their values in ${node.deployDir}`);
+  }
+  if (f.legacyGit?.tracked) row('jwt.git', false, `${node.legacyJwtPath} is tracked by the git work tree ${f.legacyGit.repo}`);
+  // where el and cl read it from, and what bootstrap.sh left behind
+  if (f.jwtPath) {
+    const paths = f.jwtPath.values;
+    if (!f.jwtPath.fileExists) row('jwt.path', false, `the compose env file ${node.envFile} does not exist`);
+    else if (paths.length === 0 || !paths.every((p) => p === JWT_FILE)) row('jwt.path', false, `JWT_PATH in ${node.envFile} is ${paths.length ? paths.join(', ') : 'unset'}, not ${JWT_FILE}`);
+    else row('jwt.path', true, `JWT_PATH=${JWT_FILE} in ${node.envFile}`);
+  }
+  if (f.legacy?.exists) row('jwt.legacy', false, `the old plaintext JWT file ${node.legacyJwtPath} is still there (mode ${f.legacy.mode}): apply playbooks/migrate-plaintext.yml`);
+  if (f.containers?.compose) containerRows(node, f.containers, jwt, f.jwtCrc32, row);
+  // the Engine API
+  if (!f.probe) row('engine.auth', false, 'no value to test the Engine API with');
+  else row('engine.auth', f.probe.outcome === 'accepted', f.probe.outcome === 'accepted' ? 'the Engine API accepts the current JWT' : f.probe.detail);
+  void inv;
+}
+
+/** How a container gets the JWT, for people. */
+function mountNote(m: JwtMount): string {
+  return m.form === 'file'
+    ? ` through a single-file bind mount of ${m.source}: each new value needs a restart (node.restart-lockstep does it; the agent's re-render alone does not reach the container)`
+    : ` through a bind mount of ${m.source}: the container sees each new file at once, its service reads it at its next start`;
+}
+
+/** `el.holds`, `cl.holds`, `el.loaded`: what the containers of a compose host really hold and loaded. */
+function containerRows(
+  node: NodeHost,
+  c: Extract<ContainersFact, { compose: true }>,
+  want: StoredFingerprint | undefined,
+  crc: HostAuditFacts['jwtCrc32'],
+  row: (check: string, ok: boolean, detail: string) => void,
+): void {
+  const restartHint = `restart el and cl: krypton-secrets apply playbooks/provision.yml -i <inventory> --limit ${node.name}`;
+  for (const svc of COMPOSE_SERVICES) {
+    const k = c.services[svc];
+    const check = `${svc}.holds`;
+    const m = k?.jwtMount;
+    if (!k || k.state === 'absent') row(check, false, `${svc} has no container in ${node.deployDir} (docker compose ps): apply playbooks/provision.yml creates it`);
+    else if (k.state !== 'running') row(check, false, `${svc} (container ${k.id}) is ${k.state}`);
+    else if (!m) row(check, false, `${svc} (container ${k.id}) has no bind mount of ${JWT_FILE} or ${SECRETS_DIR}: it does not read the JWT the tool provisions`);
+    else if (!m.heldSha256) row(check, false, `could not read ${m.path} inside ${svc} (container ${k.id}, through /proc/${k.pid ?? '?'}/root): the file is missing there, or the check is not run as root`);
+    else if (!want) row(check, false, `the store holds no JWT to compare ${svc}'s with`);
+    else if (m.heldSha256 !== want.fingerprint) {
+      row(
+        check,
+        false,
+        `${svc} (container ${k.id}) holds another JWT (${shortFingerprint(m.heldSha256)}) at ${m.path} than ${want.source} v${want.version} (${shortFingerprint(want.fingerprint)})` +
+          (m.form === 'file' ? `: its single-file bind mount of ${m.source} keeps the file the container started with` : '') +
+          `; ${restartHint}`,
+      );
+    } else row(check, true, `${svc} (container ${k.id}) holds ${want.source} v${want.version} (${shortFingerprint(want.fingerprint)}) at ${m.path}${mountNote(m)}`);
+  }
+  const el = c.services['el'];
+  if (!el || el.state !== 'running') row('el.loaded', false, `el is ${el?.state === 'absent' || !el ? 'not created' : el.state}: it holds no loaded JWT`);
+  else if (!crc) row('el.loaded', false, 'the store holds no JWT to compare with');
+  else if (!el.loadedCrc32) {
+    row('el.loaded', true, `el logged no "Loaded JWT secret file … crc32=" line since it started (geth logs one; other clients do not): judged by el.holds and engine.auth`);
+  } else if (el.loadedCrc32 !== crc.crc32) {
+    row('el.loaded', false, `el loaded another JWT (crc32 ${el.loadedCrc32}) than ${crc.source} v${crc.version} (crc32 ${crc.crc32}) when it last started; ${restartHint}`);
+  } else row('el.loaded', true, `el loaded the current JWT (crc32 ${crc.crc32}, ${crc.source} v${crc.version})${jwtMountForm(c) === 'file' ? '; single-file bind mount: each new value needs a restart' : ''}`);
 }

@@ -1,32 +1,36 @@
 import { toKryptonError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
-import type { GatherEnv } from '../core/task.ts';
-import { laptopFact } from '../core/task.ts';
-import type { Backends } from '../backends/registry.ts';
-import { agentState } from '../facts/agent.ts';
-import { hexCopies } from '../facts/copies.ts';
+import type { GatherEnv } from '../model/task.ts';
+import { laptopFact } from '../model/task.ts';
+import type { SecretStore } from '../model/store.ts';
+import { agentState, secretFiles, storedFingerprints } from '../facts/secrets.ts';
+import { envValueCopies, hexCopies } from '../facts/copies.ts';
 import { gitStatusOf } from '../facts/git.ts';
 import { envKey, fileAt } from '../facts/file.ts';
-import { engineProbe, expectedEngineJwt } from '../facts/inputs.ts';
+import { engineProbe } from '../facts/inputs.ts';
+import { COMPOSE_SERVICES, composeContainers, storedJwtCrc32 } from '../facts/containers.ts';
+import { factList } from '../facts/list.ts';
 import { kernel, mountAt } from '../facts/mount.ts';
 import { gatherFacts } from '../executor/facts.ts';
 import { Semaphore } from '../executor/semaphore.ts';
-import { SECRETS_DIR, type CosignerHost, type Host, type Inventory, type NodeHost } from '../inventory/model.ts';
-import { cosignerSettings } from '../horcrux/config.ts';
-import { homeState, type HomeFact } from '../horcrux/facts.ts';
+import { SECRETS_DIR, type CosignerHost, type Host, type Inventory, type NodeHost } from '../model/inventory.ts';
+import { AGENT_FILES, cosignerSettings, hostSecrets, kvDataPath, kvPath, policyName, refKey, tmpfsDirs } from '../model/layout.ts';
+import { envVarsOf } from '../model/formats.ts';
+import { sha256Hex } from '../core/secret.ts';
+import { capabilities as storeCapabilities } from '../executor/run.ts';
+import { homeState, type HomeFact } from '../facts/dir.ts';
 import { horcruxVerifyKeys } from '../tasks/horcrux-verify-keys.ts';
-import { kmsPutBlob } from '../tasks/kms-put-blob.ts';
+import { secretPutHostCopy } from '../tasks/secret-put-host-copy.ts';
 import { kmsInstallBootStep } from '../tasks/kms-install-boot-step.ts';
-import type { AnyTask, FactSpec } from '../core/task.ts';
-import { AGENT_FILES, engineJwtKvPath, nodeRoleName } from '../render/vault-agent.ts';
-import type { Transport } from '../transport/transport.ts';
-import { nodeChecks, type CheckRow, type NodeAuditFacts } from './checks.ts';
+import type { AnyTask, FactSpec } from '../model/task.ts';
+import type { Transport } from '../core/transport.ts';
+import { hostChecks, type CheckRow, type HostAuditFacts } from './checks.ts';
 
 export interface VerifyOptions {
   inventory: Inventory;
   limit?: Set<string>;
   concurrency?: number;
-  backends: Backends;
+  store: SecretStore;
   connect(host: Host): Promise<Transport>;
   /** Called with each row as soon as it is known. */
   onRow(row: CheckRow): void;
@@ -42,8 +46,9 @@ export interface VerifySummary {
 /**
  * `krypton-secrets verify`: a read-only audit of every node (and cosigner) — nothing on any host or in any
  * backend is changed, except a short-lived (60 s) token of each node's policy created to ask Vault's
- * `sys/capabilities` what it grants, revoked right after. Per node ONE exec gathers the host facts; the
- * Engine API is probed through the SSH connection. Returns the summary; rows go to `onRow`.
+ * `sys/capabilities` what it grants, revoked right after. Per node ONE exec gathers the host facts (on a compose
+ * host also what el's and cl's containers hold, and the crc32 geth logged); the Engine API is probed through the
+ * SSH connection. Returns the summary; rows go to `onRow`.
  */
 export async function runVerify(o: VerifyOptions): Promise<VerifySummary> {
   const slots = new Semaphore(o.concurrency ?? 16);
@@ -66,8 +71,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifySummary> {
           return;
         }
         try {
-          if (h.kind === 'node') for (const r of await auditNode(o, h, transport, memo)) emit(r);
-          else for (const r of await auditCosigner(o, h, transport, memo)) emit(r);
+          for (const r of await auditHost(o, h, transport, memo)) emit(r);
         } catch (err) {
           const e = toKryptonError(err);
           emit({ host: h.name, check: 'audit', ok: false, detail: `${e.code}: ${e.message}` });
@@ -95,7 +99,7 @@ function gatherEnv(o: VerifyOptions, host: Host, transport: Transport, memo: Map
     host,
     inventory: o.inventory,
     transport,
-    backends: o.backends,
+    store: o.store,
     runState: new Map(),
     memo<T>(key: string, get: () => Promise<T>): Promise<T> {
       let p = memo.get(key) as Promise<T> | undefined;
@@ -105,29 +109,53 @@ function gatherEnv(o: VerifyOptions, host: Host, transport: Transport, memo: Map
   };
 }
 
-async function auditNode(o: VerifyOptions, node: NodeHost, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
+async function auditHost(o: VerifyOptions, host: Host, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
   const inv = o.inventory;
-  const env = gatherEnv(o, node, transport, memo);
-  const vault = inv.backend === 'vault';
-  // The AWS backends' host-side pieces are judged by their own tasks (converged = pass), in the same exec.
-  const awsChecks = ([
-    [kmsPutBlob, 'kms.blob'],
-    [kmsInstallBootStep, 'kms.boot-step'],
-  ] as const).filter(([task]) => task.backends?.includes(inv.backend));
-  const { rows: awsRows, extra } = await taskChecks(awsChecks, node, transport, env, {
-    mount: mountAt(SECRETS_DIR),
+  const env = gatherEnv(o, host, transport, memo);
+  const agent = o.store.delivery === 'agent';
+  const ss = hostSecrets(inv, host);
+  const dirs = tmpfsDirs(inv, host);
+  const node = host.kind === 'node' ? host : undefined;
+  // The host-fetch pieces are judged by their own tasks (converged = pass), in the same exec.
+  const checks = (o.store.delivery === 'host-fetch' ? ([[secretPutHostCopy, 'kms.blob'], [kmsInstallBootStep, 'kms.boot-step']] as const) : []).filter(
+    ([task]) => task.id !== secretPutHostCopy.id || o.store.hostFetch?.keepsCopy,
+  );
+  const cosignerChecks = host.kind === 'cosigner' ? ([[horcruxVerifyKeys, 'cosigner.keys']] as const) : [];
+  const { rows: taskRows, extra } = await taskChecks([...cosignerChecks, ...checks], host, transport, env, {
+    mounts: factList(dirs.map((d) => mountAt(d)), 'mount'),
     kernel: kernel(),
-    agent: agentState(),
-    copies: hexCopies([node.deployDir, node.envFile, node.legacyJwtPath], node.legacyJwtPath),
-    legacyGit: gitStatusOf(node.legacyJwtPath),
-    legacy: fileAt(node.legacyJwtPath),
-    jwtPath: envKey(node.envFile, 'JWT_PATH'),
-    expected: expectedEngineJwt(),
-    probe: engineProbe(),
-    ...(vault && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),
-    ...(vault ? { capabilities: laptopFact((e) => policyCapabilities(e, node)) } : {}),
+    agent: agentState(ss),
+    files: secretFiles(ss),
+    stored: storedFingerprints(ss),
+    ...(node
+      ? {
+          copies: hexCopies([node.deployDir, node.envFile, node.legacyJwtPath], node.legacyJwtPath),
+          legacyGit: gitStatusOf(node.legacyJwtPath),
+          legacy: fileAt(node.legacyJwtPath),
+          jwtPath: envKey(node.envFile, 'JWT_PATH'),
+          probe: engineProbe(),
+          containers: composeContainers(node.deployDir, COMPOSE_SERVICES),
+          jwtCrc32: storedJwtCrc32(),
+          ...(node.env ? { envCopies: envValueCopies(node.deployDir), envValueFingerprints: laptopFact((e) => envValueFingerprints(e, host)) } : {}),
+        }
+      : { home: homeState(cosignerSettings(inv, host as CosignerHost)) }),
+    ...(agent && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),
+    ...(agent ? { capabilities: laptopFact((e) => policyCapabilities(e, host)) } : {}),
   });
-  return [...nodeChecks(inv, node, extra as unknown as NodeAuditFacts), ...awsRows];
+  const rows = hostChecks(inv, host, o.store.delivery, dirs, extra as unknown as HostAuditFacts);
+  if (host.kind === 'cosigner') rows.push(stateRow(inv, host, extra['home'] as HomeFact));
+  return [...rows, ...taskRows];
+}
+
+/** SHA-256 of each stored env-secret value of 8 characters or more (shorter ones would match by chance). */
+async function envValueFingerprints(env: GatherEnv, host: Host): Promise<string[]> {
+  const s = hostSecrets(env.inventory, host).find((x) => x.ref.kind === 'node-env');
+  if (!s) return [];
+  const v = await env.memo(`stored:${refKey(s.ref)}`, () => env.store.current(s.ref));
+  if (!v) return [];
+  return Object.values(envVarsOf(v.secret, v.source))
+    .filter((x) => x.length >= 8)
+    .map((x) => sha256Hex(x));
 }
 
 /**
@@ -153,7 +181,7 @@ async function taskChecks(
   );
   const rows = prepared.map(({ task, check, params, prefix, specs }): CheckRow => {
     const facts = Object.fromEntries(Object.keys(specs).map((k) => [k, all[prefix + k]]));
-    const plan = task.plan(params, facts, { host, inventory: inv, restartPending: false, resume: false });
+    const plan = task.plan(params, facts, { host, inventory: inv, restartPending: false, resume: false, store: storeCapabilities(env.store) });
     if (plan.kind === 'noChange') return { host: host.name, check, ok: true, detail: plan.reason };
     if (plan.kind === 'refuse') return { host: host.name, check, ok: false, detail: plan.error.message };
     return { host: host.name, check, ok: false, detail: `not current: apply would ${plan.actions.map((a) => a.description).join('; ')}` };
@@ -162,36 +190,36 @@ async function taskChecks(
 }
 
 /** Reads the agent's token from its sink over SSH (into memory only) and asks Vault about it. */
-async function agentToken(env: GatherEnv): Promise<NodeAuditFacts['token']> {
+async function agentToken(env: GatherEnv): Promise<HostAuditFacts['token']> {
   const res = await env.transport.exec(['cat', '--', AGENT_FILES.tokenSink]);
   if (res.code !== 0 || !res.stdout.trim()) return undefined;
   try {
-    const info = await env.backends.vault().tokenLookupSelf(new Secret(res.stdout.trim()));
+    const info = await env.store.vault!.tokenLookupSelf(new Secret(res.stdout.trim()));
     return { renewable: info.renewable, ttlSeconds: info.ttlSeconds, policies: info.policies };
   } catch (err) {
     return { error: toKryptonError(err).message };
   }
 }
 
-/** What a fresh 60 s token of the node's policy may do on its own path and on paths it must not reach. */
-async function policyCapabilities(env: GatherEnv, node: NodeHost): Promise<NodeAuditFacts['capabilities']> {
+/** What a fresh 60 s token of the host's policy may do on its own paths and on paths it must not reach. */
+async function policyCapabilities(env: GatherEnv, host: Host): Promise<HostAuditFacts['capabilities']> {
   const inv = env.inventory;
-  const vault = env.backends.vault();
+  const vault = env.store.vault!;
   const m = inv.vault.kvMount;
-  const ownPath = `${m}/data/${engineJwtKvPath(inv, node.name)}`;
+  const own = hostSecrets(inv, host).map((s) => kvDataPath(m, kvPath(s.ref)));
   const others = [
-    `${m}/metadata/${engineJwtKvPath(inv, node.name)}`,
-    `${m}/data/krypton/${inv.network}/nodes/${node.name}-other/engine-jwt`,
-    `${m}/data/krypton/${inv.network}/horcrux/any/shard`,
-    `${m}/data/krypton/${inv.network}/env`,
-    `auth/${inv.vault.approleMount}/role/${nodeRoleName(inv.network, node.name)}/secret-id`,
+    ...hostSecrets(inv, host).map((s) => `${m}/metadata/${kvPath(s.ref)}`),
+    `${m}/data/krypton/${inv.network}/nodes/${host.name}-other/engine-jwt`,
+    `${m}/data/krypton/${inv.network}/horcrux/${host.name}-other/shard`,
+    `${m}/data/krypton/${inv.network}/${host.kind === 'node' ? 'horcrux/any/shard' : 'engine-jwt'}`,
+    `auth/${inv.vault.approleMount}/role/${policyName(inv, host)}/secret-id`,
     'sys/policies/acl',
-  ].filter((p) => p !== ownPath);
+  ].filter((p) => !own.includes(p));
   let token: Secret | undefined;
   try {
-    token = await vault.createToken({ policies: [nodeRoleName(inv.network, node.name)], ttlSeconds: 60, displayName: `krypton-verify-${node.name}` });
-    const caps = await vault.capabilities(token, [ownPath, ...others]);
-    return { ownPath, own: caps[ownPath] ?? ['deny'], others: Object.fromEntries(others.map((p) => [p, caps[p] ?? ['deny']])) };
+    token = await vault.createToken({ policies: [policyName(inv, host)], ttlSeconds: 60, displayName: `krypton-verify-${host.name}` });
+    const caps = await vault.capabilities(token, [...own, ...others]);
+    return { ownPaths: own, own: Object.fromEntries(own.map((p) => [p, caps[p] ?? ['deny']])), others: Object.fromEntries(others.map((p) => [p, caps[p] ?? ['deny']])) };
   } catch (err) {
     return { error: toKryptonError(err).message };
   } finally {
@@ -201,29 +229,18 @@ async function policyCapabilities(env: GatherEnv, node: NodeHost): Promise<NodeA
 
 const TMPFS_LIKE = new Set(['tmpfs', 'ramfs']);
 
-/**
- * A cosigner's audit: `cosigner.keys` is horcrux.verify-keys's judgement (key dir a tmpfs, 0700, holding only
- * this cosigner's two files, 0600, equal to the backend's, Horcrux running); `cosigner.state` checks that
- * `state/` (the double-sign high-water marks) is on persistent disk.
- */
-async function auditCosigner(o: VerifyOptions, c: CosignerHost, transport: Transport, memo: Map<string, Promise<unknown>>): Promise<CheckRow[]> {
-  const inv = o.inventory;
+/** `cosigner.state`: `state/` (the double-sign high-water marks) must be on persistent disk. */
+function stateRow(inv: Inventory, c: CosignerHost, home: HomeFact): CheckRow {
   const s = cosignerSettings(inv, c);
-  const env = gatherEnv(o, c, transport, memo);
-  const keys = await taskChecks([[horcruxVerifyKeys, 'cosigner.keys']], c, transport, env, { home: homeState(s) });
-  const home = keys.extra['home'] as HomeFact;
-  return [
-    ...keys.rows,
-    {
-      host: c.name,
-      check: 'cosigner.state',
-      ok: home.state === 'dir' && !TMPFS_LIKE.has(home.stateFsType),
-      detail:
-        home.state !== 'dir'
-          ? `${s.stateDir} is ${home.state === 'absent' ? 'missing' : 'not a directory'}`
-          : TMPFS_LIKE.has(home.stateFsType)
-            ? `${s.stateDir} is on ${home.stateFsType}: the double-sign state would vanish at reboot`
-            : `${s.stateDir} is on persistent disk (${home.stateFsType})`,
-    },
-  ];
+  return {
+    host: c.name,
+    check: 'cosigner.state',
+    ok: home.state === 'dir' && !TMPFS_LIKE.has(home.stateFsType),
+    detail:
+      home.state !== 'dir'
+        ? `${s.stateDir} is ${home.state === 'absent' ? 'missing' : 'not a directory'}`
+        : TMPFS_LIKE.has(home.stateFsType)
+          ? `${s.stateDir} is on ${home.stateFsType}: the double-sign state would vanish at reboot`
+          : `${s.stateDir} is on persistent disk (${home.stateFsType})`,
+  };
 }

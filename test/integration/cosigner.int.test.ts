@@ -236,7 +236,10 @@ describe('Horcrux cosigner bring-up through Vault (real sshd, OpenBao, bao agent
     const ok = await cli(info, ['verify', '-i', info.files.inventory, ...limit, '--json']);
     expect(ok.code, ok.stdout).toBe(0);
     const rows = ok.events.filter((e) => e['type'] === 'check');
-    expect(rows.map((e) => `${e['host']} ${e['check']}`).sort()).toEqual(COSIGNERS.flatMap((c) => [`${c} cosigner.keys`, `${c} cosigner.state`]).sort());
+    // A cosigner is audited like a node (its tmpfs dirs, its agent and its policy) plus its key dir and state/.
+    expect(rows.map((e) => `${e['host']} ${e['check']}`).sort()).toEqual(
+      COSIGNERS.flatMap((c) => ['agent', 'cosigner.keys', 'cosigner.state', 'secret_id', 'tmpfs', 'tmpfs.key_dir', 'vault.policy'].map((k) => `${c} ${k}`)).sort(),
+    );
     await hostExec('cosigner-1', ['sh', '-c', `echo '{}' > ${KEY_DIR}/stray.json`]);
     try {
       const bad = await cli(info, ['verify', '-i', info.files.inventory, ...limit, '--json']);
@@ -273,7 +276,7 @@ describe('Horcrux cosigner bring-up through Vault (real sshd, OpenBao, bao agent
 
 /**
  * backend: kms. The sandbox's moto gives identities to nodes only, and its operator policy covers the Engine-API
- * JWT context only (src/render/iam-policy.ts; the Horcrux statements are in src/horcrux/iam.ts, not yet wired in),
+ * JWT context only (src/render/iam-policy.ts),
  * so this run uses moto's root identity as the operator and `kms.decrypt: operator` (the laptop decrypts in memory
  * and delivers over SFTP). The cosigners' own host-side decrypt is covered by unit tests until the sandbox gives
  * cosigners an AWS identity.

@@ -75,7 +75,7 @@ async function inventoryVariant(info: SandboxInfo, name: string, edit: (text: st
  */
 async function rotatePlaybook(info: SandboxInfo): Promise<string> {
   let text = await readFile('playbooks/rotate-jwt.yml', 'utf8');
-  if (!text.includes('kms.decrypt-on-host')) text = text.replace('    - agent.start\n', '    - agent.start\n    - kms.put-blob\n    - kms.decrypt-on-host\n    - sm.fetch-on-host\n');
+  if (!text.includes('secret.fetch-on-host')) text = text.replace('    - agent.start\n', '    - agent.start\n    - secret.put-host-copy\n    - secret.fetch-on-host\n');
   const file = join(info.dir, 'rotate-aws.yml');
   await writeFile(file, text.replace(/serial: .*/, 'serial: 1'));
   return file;
@@ -95,7 +95,7 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
   let jwtHex: string;
 
   beforeAll(async () => {
-    info = await sandboxUp({ hosts: 3, backend: 'kms' });
+    info = await sandboxUp({ hosts: 3, backend: 'kms', env: false }); // JWT only: env-secrets on KMS are env.int.test.ts's
   }, 120_000);
 
   afterAll(async () => {
@@ -105,8 +105,8 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
   it('plan on the fresh fleet says what it would do, writes no blob and touches no host', async () => {
     const r = await cli(info, ['plan', PROVISION, '-i', info.files.inventory, '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const seed = r.events.find((e) => e['type'] === 'step' && e['task'] === 'kms.seed-engine-jwt');
-    expect(JSON.stringify(seed)).toMatch(/mint a fresh Engine-API JWT in memory, encrypt it with KMS key alias\/krypton-engine-jwt \(context purpose=krypton-engine-jwt, network=473374\)/);
+    const seed = r.events.find((e) => e['type'] === 'step' && e['task'] === 'secret.seed');
+    expect(JSON.stringify(seed)).toMatch(/write a fresh Engine-API JWT \(32 random bytes, hex\) as the Engine-API JWT of network 473374/);
     expect(await readdir(join(info.dir, 'blobs')).catch(() => [])).toEqual([]);
     for (const n of nodes) expect((await hostSh(n, 'ls -A /opt/krypton; findmnt -n /run/krypton-secrets')).stdout.trim(), n).toBe('.env');
   });
@@ -117,7 +117,7 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     expectOk(r);
     expect(r.summary?.changed).toBe(3);
     const skipped = new Set(r.events.filter((e) => e['type'] === 'step').map((e) => String(e['task'])));
-    for (const t of ['vault.seed-engine-jwt', 'agent.start', 'vault.deliver-secret-id', 'sm.fetch-on-host']) expect(skipped.has(t), t).toBe(false);
+    for (const t of ['vault.policy', 'vault.approle', 'agent.render-config', 'agent.start', 'vault.deliver-secret-id']) expect(skipped.has(t), t).toBe(false);
 
     // The laptop's blob store next to the inventory: v1 + a non-secret sidecar.
     const blob = await readFile(join(info.dir, 'blobs/473374/engine-jwt/v1.enc'));
@@ -264,7 +264,7 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     expect(boot.code).toBe(2);
     expect(boot.stderr).toMatch(/InvalidCiphertextException/);
     expect(await jwtSha('val-2')).toBe(shas[1]);
-    expect((await hostSh('val-2', 'ls -A /run/krypton-secrets')).stdout.trim()).toBe('jwt.hex');
+    expect((await hostSh('val-2', 'ls -A /run/krypton-secrets | grep -vx loaded')).stdout.trim()).toBe('jwt.hex');
 
     // Laptop side: val-1's blob offered as val-2's next version: val-2 fails alone, with the context named; nothing changes there.
     await copyFile(join(info.dir, 'blobs/473374/nodes/val-1/engine-jwt/v1.enc'), join(info.dir, 'blobs/473374/nodes/val-2/engine-jwt/v2.enc'));
@@ -299,7 +299,7 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
       expect(e?.code).toBe('E_KMS_DENIED');
       expect(e?.message).toMatch(/AWS refused kms:Decrypt for val-3's AWS identity \(arn:aws:iam::123456789012:user\/krypton-node-473374-val-3\)/);
       expect(r.summary?.hosts['val-1']?.status).toBe('unchanged');
-      expect((await hostSh('val-3', 'ls -A /run/krypton-secrets')).stdout.trim()).toBe('');
+      expect((await hostSh('val-3', 'ls -A /run/krypton-secrets | grep -vx loaded')).stdout.trim()).toBe('');
     } finally {
       const aws = awsOf(info);
       const policy = renderNodeIamPolicy(parseInventory(info.files.inventory, await readFile(info.files.inventory, 'utf8')), 'val-3', { keyArn: aws.keyArn, accountId: aws.accountId, region: aws.region });
@@ -322,8 +322,8 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
       const r = await cli(info, ['apply', PROVISION, '-i', inv, '--limit', 'val-3', '--json']);
       expectOk(r);
       expect(r.summary?.hosts['val-3']?.status).toBe('changed');
-      const put = r.events.find((e) => e['type'] === 'step' && e['task'] === 'kms.decrypt-on-host');
-      expect(JSON.stringify(put)).toMatch(/decrypted on the operator's machine, over SFTP/);
+      const put = r.events.find((e) => e['type'] === 'step' && e['task'] === 'secret.fetch-on-host');
+      expect(JSON.stringify(put)).toMatch(/on the operator's machine, over SFTP/);
       expect(r.stdout).not.toContain(jwtHex);
       expect((await hostSh('val-3', 'stat -c "%a %s" /run/krypton-secrets/jwt.hex')).stdout.trim()).toBe('600 64');
       expect(await jwtSha('val-3')).toBe(sha256(jwtHex));
@@ -362,7 +362,7 @@ describe('backend secrets-manager: the secret under the CMK, fetched by each hos
   };
 
   beforeAll(async () => {
-    info = await sandboxUp({ hosts: 3, backend: 'secrets-manager' });
+    info = await sandboxUp({ hosts: 3, backend: 'secrets-manager', env: false });
   }, 120_000);
 
   afterAll(async () => {

@@ -19,7 +19,7 @@ import { KryptonError } from '../../src/core/errors.ts';
 import { Secret } from '../../src/core/secret.ts';
 import type { VaultBackend } from '../../src/backends/backend.ts';
 import { createVaultBackend, resolveVaultSettings } from '../../src/backends/vault.ts';
-import { engineJwtPath, kvDataPath, nodePolicyName, nodeRoleName } from '../../src/backends/vault-paths.ts';
+import { kvDataPath, kvPath, NETWORK_SCOPE } from '../../src/model/layout.ts';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -150,9 +150,9 @@ async function approleLogin(address: string, roleId: Secret, secretId: Secret): 
 const bin = findBaoBinary();
 const NETWORK = '473374';
 const NODE = 'val-2';
-const POLICY = nodePolicyName(NETWORK, NODE);
-const ROLE = nodeRoleName(NETWORK, NODE);
-const JWT_PATH = engineJwtPath(NETWORK);
+const POLICY = `krypton-node-${NETWORK}-${NODE}`;
+const ROLE = POLICY;
+const JWT_PATH = kvPath({ kind: 'engine-jwt', network: NETWORK, scope: NETWORK_SCOPE });
 
 describe('Vault backend against a real OpenBao dev server', () => {
   let server: DevServer | undefined;

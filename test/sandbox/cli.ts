@@ -1,13 +1,15 @@
 /**
- * npm run sandbox:up -- [--hosts N] [--cosigners M] [--backend vault|kms|secrets-manager] [--plaintext-jwt] [--dir D] [--keep-on-failure]
+ * npm run sandbox:up -- [--hosts N] [--cosigners M] [--backend vault|kms|secrets-manager] [--plaintext-jwt] [--no-env]
+ *                        [--runtime standin|docker] [--jwt-mount file|dir] [--dir D] [--keep-on-failure]
  * npm run sandbox:down -- [--dir D]
  * `up` tears down a sandbox already up in the dir first. Exit 0 on success, 1 on failure, 2 on usage.
  */
 import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_DIR, sandboxDown, sandboxUp, type Backend } from './index.ts';
+import { DEFAULT_DIR, sandboxDown, sandboxUp, type Backend, type JwtMount, type Runtime } from './index.ts';
 
-const USAGE = `usage: cli.ts up [--hosts N] [--cosigners M] [--backend vault|kms|secrets-manager] [--plaintext-jwt] [--dir D] [--keep-on-failure]
+const USAGE = `usage: cli.ts up [--hosts N] [--cosigners M] [--backend vault|kms|secrets-manager] [--plaintext-jwt] [--no-env]
+                 [--runtime standin|docker] [--jwt-mount file|dir] [--dir D] [--keep-on-failure]
        cli.ts down [--dir D]`;
 
 async function main(argv: string[]): Promise<number> {
@@ -21,6 +23,9 @@ async function main(argv: string[]): Promise<number> {
         cosigners: { type: 'string', default: '0' },
         backend: { type: 'string', default: 'vault' },
         'plaintext-jwt': { type: 'boolean', default: false },
+        'no-env': { type: 'boolean', default: false },
+        runtime: { type: 'string', default: 'standin' },
+        'jwt-mount': { type: 'string' },
         'keep-on-failure': { type: 'boolean', default: false },
         dir: { type: 'string', default: DEFAULT_DIR },
         help: { type: 'boolean', short: 'h', default: false },
@@ -46,6 +51,9 @@ async function main(argv: string[]): Promise<number> {
     cosigners: Number(values.cosigners),
     backend: values.backend as Backend,
     plaintextJwt: values['plaintext-jwt'],
+    env: !values['no-env'],
+    runtime: values.runtime as Runtime,
+    ...(values['jwt-mount'] ? { jwtMount: values['jwt-mount'] as JwtMount } : {}),
     dir: values.dir,
     keepOnFailure: values['keep-on-failure'],
   });
@@ -58,7 +66,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(`            operator ${info.aws.admin.arn} (keys in ${rel}/env); each node: its own identity in /root/.aws, kms:Decrypt / GetSecretValue only`);
   }
   for (const h of Object.values(info.hosts)) {
-    const what = h.kind === 'node' ? `node, ${h.role}${info.plaintextJwt ? ', el/cl on plaintext jwt.hex' : ''}` : `cosigner, shard ${h.shardId}`;
+    const rt = info.docker ? `, docker (geth + CL stand-in under compose, JWT mount ${info.docker.jwtMount})` : '';
+    const what = h.kind === 'node' ? `node, ${h.role}${rt}${info.plaintextJwt ? ', el/cl on plaintext jwt.hex' : ''}` : `cosigner, shard ${h.shardId}`;
     console.log(`  ${h.name.padEnd(12)} root@${h.address}  (${what})`);
   }
   console.log(`  inventory ${rel}/inventory.yml   ssh key ${rel}/id_ed25519   known_hosts ${rel}/known_hosts`);

@@ -9,6 +9,7 @@ import { chmodSync, copyFileSync, mkdirSync, openSync, closeSync, symlinkSync, w
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { DEPLOY_DIR, ENV_FILE, HOST_SESSION_ENV, NETWORK_ID, SANDBOX_SRC, type HostSpec, hostBinds } from './layout.ts';
+import { DOCKER_CLI, dockerNodeEnv, renderCompose, type JwtMount, type Runtime } from './docker.ts';
 import { SandboxError, killAndWait, logTail, pidAlive, procComm, run, runOk, shQuote, tcpOpen, waitFor, type RunOptions, type RunResult } from './proc.ts';
 
 /** Mount options of a host's /run, as Debian mounts it at boot. */
@@ -66,16 +67,29 @@ export interface HostFiles {
 /**
  * Lays out <dir>/hosts/<name>: host key, sshd_config, the persistent dirs, and the tools dir (node
  * tools + a `bao` symlink to the real binary). With `plaintextJwt` (nodes), writes the old-style
- * world-readable jwt.hex, JWT_PATH and bootstrap.sh into the deploy dir.
+ * world-readable jwt.hex, JWT_PATH and bootstrap.sh into the deploy dir. With runtime 'docker' (nodes):
+ * the deploy dir gets docker-compose.yml (JWT mount form `jwtMount`) and a docker .env, the tools dir a
+ * `docker` link to Debian's client, root's ~/.docker the compose CLI plugin (link to `composePlugin`),
+ * /etc/docker an empty daemon.json.
  */
 export async function layoutHost(
   dir: string,
   spec: HostSpec,
-  o: { authorizedKeys: string; baoBin: string; plaintextJwtHex?: string; backend?: 'vault' | 'kms' | 'secrets-manager' },
+  o: {
+    authorizedKeys: string;
+    baoBin: string;
+    plaintextJwtHex?: string;
+    backend?: 'vault' | 'kms' | 'secrets-manager';
+    runtime?: Runtime;
+    jwtMount?: JwtMount;
+    /** The cached docker-compose plugin binary (runtime 'docker'). */
+    composePlugin?: string;
+  },
 ): Promise<HostFiles> {
   const hostDir = join(dir, 'hosts', spec.name);
   const binds: Record<string, string> = {};
-  for (const b of hostBinds(spec.kind, o.backend)) {
+  const docker = o.runtime === 'docker' && spec.kind === 'node';
+  for (const b of hostBinds(spec.kind, o.backend, docker ? 'docker' : 'standin')) {
     binds[b.at] = join(hostDir, b.sub);
     mkdirSync(binds[b.at]!, { recursive: true, mode: 0o755 });
   }
@@ -88,7 +102,7 @@ export async function layoutHost(
     // Extensionless scripts are CommonJS only outside a "type": "module" package; say so explicitly.
     writeFileSync(join(tools, 'package.json'), '{ "type": "commonjs" }\n');
     const deploy = join(hostDir, 'deploy');
-    let env = DEFAULT_NODE_ENV;
+    let env = docker ? dockerNodeEnv() : DEFAULT_NODE_ENV;
     if (o.plaintextJwtHex) {
       writeFileSync(join(deploy, 'jwt.hex'), o.plaintextJwtHex, { mode: 0o644 });
       chmodSync(join(deploy, 'jwt.hex'), 0o644);
@@ -96,6 +110,15 @@ export async function layoutHost(
       env += `JWT_PATH=${DEPLOY_DIR}/jwt.hex\n`;
     }
     writeFileSync(join(deploy, '.env'), env, { mode: 0o644 });
+    if (docker) {
+      if (!o.composePlugin) throw new SandboxError('runtime docker needs the compose plugin binary');
+      writeFileSync(join(deploy, 'docker-compose.yml'), renderCompose(o.jwtMount ?? 'file'));
+      symlinkSync(DOCKER_CLI, join(tools, 'docker'));
+      const plugins = join(binds['/root/.docker']!, 'cli-plugins');
+      mkdirSync(plugins, { recursive: true, mode: 0o755 });
+      symlinkSync(o.composePlugin, join(plugins, 'docker-compose'));
+      writeFileSync(join(binds['/etc/docker']!, 'daemon.json'), '{}\n');
+    }
   } else {
     // Horcrux home: state/ (double-sign high-water marks) stays on persistent disk; the key dir
     // (/opt/horcrux/keys) and config.yaml are left for the tool (key dir on tmpfs). The stand-in
@@ -158,9 +181,11 @@ function bootRunScript(): string {
 }
 
 /**
- * Starts the host's namespace holder: `ip netns exec <netns> unshare --mount --propagation private`,
+ * Starts the host's namespace holder: `nsenter --net=/run/netns/<netns> unshare --mount --propagation private`,
  * then /run tmpfs + bind mounts, then `exec sleep infinity`. Resolves with its pid once the mounts are
- * in place (the process has become `sleep`).
+ * in place (the process has become `sleep`). Not `ip netns exec`: that remounts /sys for the netns, which
+ * hides this machine's cgroup mounts under /sys/fs/cgroup, and a host's dockerd (`--runtime docker`) then
+ * fails with "Devices cgroup isn't mounted". The host sees this machine's /sys (and cgroups) instead.
  */
 export async function startHolder(netns: string, binds: Record<string, string>, logFile: string): Promise<number> {
   const script = [
@@ -170,7 +195,7 @@ export async function startHolder(netns: string, binds: Record<string, string>, 
     'exec sleep infinity',
   ].join('\n');
   const log = openSync(logFile, 'a');
-  const child = spawn('ip', ['netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script], {
+  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script], {
     cwd: '/',
     detached: true,
     stdio: ['ignore', log, log],

@@ -37,7 +37,28 @@ import { BAO_SERVER_MATCH, readyBaoServer, spawnBaoServer } from './openbao.ts';
 import { MOTO_MATCH, awsEnv, bootstrapMoto, spawnMoto, writeHostAwsConfig, type SandboxAws } from './moto.ts';
 import { renderEnvFile, renderHostsJson, renderInventory, renderKnownHosts, sandboxEnv } from './outputs.ts';
 import { defaultThreshold, generateHorcruxKeys, writeHorcruxKeys } from './horcrux-keys.ts';
-import { SandboxError, killAndWait, pidAlive, procArgv, run, runOk, type RunResult } from './proc.ts';
+import { SandboxError, killAndWait, pidAlive, procArgv, run, runOk, waitFor, type RunResult } from './proc.ts';
+import {
+  COMPOSE_FILE,
+  CONTAINER_WITNESS,
+  DOCKER_CLI,
+  composeInHost,
+  dockerdUp,
+  ensureDockerTools,
+  ensureImages,
+  lastLoadedJwt,
+  loadImages,
+  parseComposePs,
+  parseContainerStarts,
+  parseDockerEvents,
+  removeHostCgroups,
+  startDockerd,
+  type ComposeService,
+  type ContainerEvent,
+  type ContainerStart,
+  type JwtMount,
+  type Runtime,
+} from './docker.ts';
 import { emptyState, readInfo, tryReadState, writeState, type Backend, type SandboxHost, type SandboxInfo, type SandboxState } from './state.ts';
 
 export type { Backend, SandboxHost, SandboxInfo } from './state.ts';
@@ -45,6 +66,22 @@ export type { RunResult } from './proc.ts';
 export { SandboxError } from './proc.ts';
 export { DEFAULT_DIR, VAULT_ADDRESS, BRIDGE_ADDRESS, NETWORK_ID } from './layout.ts';
 export { MOTO_ADDRESS, AWS_REGION, KMS_KEY_ALIAS, type SandboxAws, type AwsKey } from './moto.ts';
+export {
+  CL_IMAGE,
+  COMPOSE_FILE,
+  COMPOSE_VERSION,
+  CONTAINER_WITNESS,
+  EL_IMAGE,
+  GETH_VERSION,
+  JWT_IN_CONTAINER,
+  engineJwtCrc32,
+  lastLoadedJwt,
+  type ComposeService,
+  type ContainerEvent,
+  type ContainerStart,
+  type JwtMount,
+  type Runtime,
+} from './docker.ts';
 
 export interface SandboxUpOptions {
   /** Number of validator nodes, val-1..val-N (1..89). */
@@ -58,6 +95,19 @@ export interface SandboxUpOptions {
   backend?: Backend;
   /** Start nodes the old way: plaintext /opt/krypton/jwt.hex (0644), JWT_PATH to it, el/cl running. */
   plaintextJwt?: boolean;
+  /**
+   * Declare node env-secrets in the inventory (`defaults.env`) and store one variable for them (default true).
+   * `false`: a JWT-only fleet, as before env-secrets existed.
+   */
+  env?: boolean;
+  /**
+   * How nodes run el/cl (default 'standin': nodectl + the node stand-ins). 'docker': a dockerd per node,
+   * el = the real geth and cl = the CL stand-in in containers under docker compose in /opt/krypton
+   * (not started, except with plaintextJwt: `docker compose up -d`).
+   */
+  runtime?: Runtime;
+  /** Runtime docker: the JWT mount form of the compose file (default 'file'; 'dir' is refused with plaintextJwt). */
+  jwtMount?: JwtMount;
   /** Output dir (default <repo>/.sandbox). */
   dir?: string;
   /** Leave whatever was made when `up` fails, for debugging (default: tear it down). */
@@ -78,9 +128,20 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
   if (backend !== 'vault' && backend !== 'kms' && backend !== 'secrets-manager') {
     throw new SandboxError(`unknown backend ${String(backend)} (vault|kms|secrets-manager)`);
   }
+  const runtime = opts.runtime ?? 'standin';
+  const jwtMount = opts.jwtMount ?? 'file';
+  if (runtime !== 'standin' && runtime !== 'docker') throw new SandboxError(`unknown runtime ${String(runtime)} (standin|docker)`);
+  if (jwtMount !== 'file' && jwtMount !== 'dir') throw new SandboxError(`unknown JWT mount form ${String(jwtMount)} (file|dir)`);
+  if (opts.jwtMount && runtime !== 'docker') throw new SandboxError('--jwt-mount applies to --runtime docker only');
+  if (runtime === 'docker' && opts.plaintextJwt && jwtMount === 'dir') {
+    throw new SandboxError('--plaintext-jwt is the old single-file form (JWT_PATH=/opt/krypton/jwt.hex): use --jwt-mount file');
+  }
   if (process.getuid?.() !== 0) throw new SandboxError('the sandbox needs root (network namespaces, mounts)');
   const dir = resolve(opts.dir ?? DEFAULT_DIR);
   const { baoBin, venvBin } = findOpenBao();
+  // Builds (first run: geth takes minutes) and image tarballs happen before anything is made.
+  const dockerTools = runtime === 'docker' ? await ensureDockerTools() : undefined;
+  const images = dockerTools ? await ensureImages(dockerTools) : undefined;
 
   await sandboxDown(dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -88,7 +149,8 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
   const save = () => writeState(dir, state);
   save();
   try {
-    const info = await bringUp(dir, state, save, { nodes, cosigners, backend, plaintextJwt: !!opts.plaintextJwt, baoBin, venvBin });
+    const docker = dockerTools && images ? { tools: dockerTools, images, jwtMount } : undefined;
+    const info = await bringUp(dir, state, save, { nodes, cosigners, backend, plaintextJwt: !!opts.plaintextJwt, env: opts.env ?? true, baoBin, venvBin, docker });
     state.info = info;
     save();
     return info;
@@ -103,8 +165,11 @@ interface BringUp {
   cosigners: number;
   backend: Backend;
   plaintextJwt: boolean;
+  env: boolean;
   baoBin: string;
   venvBin: string;
+  /** Runtime docker: the cached builds, the image tarballs (el, cl) and the JWT mount form. */
+  docker?: { tools: { geth: string; compose: string; entry: string }; images: string[]; jwtMount: JwtMount };
 }
 
 async function bringUp(dir: string, state: SandboxState, save: () => void, o: BringUp): Promise<SandboxInfo> {
@@ -120,7 +185,8 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
   const authorizedKeys = join(dir, 'authorized_keys');
 
   // Root-namespace mountpoints for the hosts' bind mounts (the filesystem is shared, the mounts are not).
-  for (const at of new Set(specs.flatMap((s) => hostBinds(s.kind, o.backend).map((b) => b.at)))) ensureDir(at, state, save);
+  const runtime: Runtime = o.docker ? 'docker' : 'standin';
+  for (const at of new Set(specs.flatMap((s) => hostBinds(s.kind, o.backend, runtime).map((b) => b.at)))) ensureDir(at, state, save);
 
   // Bridge, namespaces and veth pairs in one `ip -batch` (recorded first, for teardown).
   state.resources.bridge = BRIDGE;
@@ -158,13 +224,28 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     specs.map(async (s) => {
       const netns = netnsOf(s.name);
       const [hf] = await Promise.all([
-        layoutHost(dir, s, { authorizedKeys, baoBin: o.baoBin, backend: o.backend, plaintextJwtHex: o.plaintextJwt && s.kind === 'node' ? randomBytes(32).toString('hex') : undefined }),
+        layoutHost(dir, s, {
+          authorizedKeys,
+          baoBin: o.baoBin,
+          backend: o.backend,
+          plaintextJwtHex: o.plaintextJwt && s.kind === 'node' ? randomBytes(32).toString('hex') : undefined,
+          runtime,
+          jwtMount: o.docker?.jwtMount,
+          composePlugin: o.docker?.tools.compose,
+        }),
         configureHostNet(netns, s.address, PREFIX_LEN),
       ]);
       const holderPid = await startHolder(netns, hf.binds, join(hf.hostDir, 'holder.log'));
       state.resources.pids.push({ pid: holderPid, what: `holder ${s.name}`, match: 'sleep infinity' });
       save();
       const sshdPid = await startSshd(holderPid, hf, s.address);
+      let dockerdPid: number | undefined;
+      if (o.docker && s.kind === 'node') {
+        dockerdPid = await startDockerd(holderPid, hf.hostDir, netns);
+        state.resources.pids.push({ pid: dockerdPid, what: `dockerd ${s.name}`, match: DOCKERD_MATCH });
+        save();
+        await loadImages(holderPid, o.docker.images);
+      }
       const host: SandboxHost = {
         name: s.name,
         kind: s.kind,
@@ -177,6 +258,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
         binds: hf.binds,
         holderPid,
         sshdPid,
+        ...(dockerdPid ? { dockerdPid } : {}),
         ...(s.kind === 'cosigner' ? { shardId: s.shardId, keyDir: HORCRUX_KEY_DIR } : {}),
       };
       return { host, hf };
@@ -198,6 +280,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
       hosts
         .filter((h) => h.kind === 'node')
         .map(async (h) => {
+          if (o.docker) return composeUpPlaintext(h);
           const r = await execInHost(h.holderPid, ['nodectl', 'start', 'el', 'cl']);
           if (r.code !== 0) throw new SandboxError(`${h.name}: nodectl start el cl failed: ${r.stderr.trim()}`);
         }),
@@ -216,9 +299,13 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
       identityFile: files.identityFile,
       knownHosts: files.knownHosts,
       hosts,
+      runtime,
+      env: o.env,
       ...(aws ? { kms: { keyId: aws.keyAlias, region: aws.region, endpointUrl: aws.endpoint } } : {}),
     }),
   );
+  // The nodes' env-secrets, as an operator would have imported them (one variable; tests replace them).
+  if (o.env) await seedSandboxEnv(files.inventory, vars);
   // Horcrux key generation output to import (cosigner_<N>/ecies_keys.json, <chain-id>_shard.json).
   const horcruxKeys = o.cosigners ? join(dir, 'horcrux-keys') : undefined;
   if (horcruxKeys) writeHorcruxKeys(horcruxKeys, generateHorcruxKeys({ shards: o.cosigners, threshold: defaultThreshold(o.cosigners), chainId: NETWORK_ID }), NETWORK_ID);
@@ -228,6 +315,20 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     network: NETWORK_ID,
     backend: o.backend,
     plaintextJwt: o.plaintextJwt,
+    runtime,
+    ...(o.docker
+      ? {
+          docker: {
+            jwtMount: o.docker.jwtMount,
+            composeFile: COMPOSE_FILE,
+            images: { el: o.docker.images[0]!, cl: o.docker.images[1]! },
+            geth: o.docker.tools.geth,
+            composePlugin: o.docker.tools.compose,
+            entry: o.docker.tools.entry,
+            dockerCli: DOCKER_CLI,
+          },
+        }
+      : {}),
     vault: { address: VAULT_ADDRESS, token: rootToken, pid: bao.pid },
     ...(aws ? { aws } : {}),
     baoBin: o.baoBin,
@@ -240,6 +341,59 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
     cosigners: hosts.filter((h) => h.kind === 'cosigner').map((h) => h.name),
     upAt: new Date().toISOString(),
   };
+}
+
+/** The env-secret variable sandboxUp stores for every node (a random value, so tests can look for leaks of it). */
+export const SANDBOX_ENV_NAME = 'KRYPTON_SANDBOX_NODE_SECRET';
+
+/**
+ * Stores the sandbox's node env-secrets through the tool's own store (KV v2, a KMS blob or a Secrets Manager
+ * secret, as the inventory says), with the operator's credentials from the sandbox env.
+ */
+async function seedSandboxEnv(inventoryFile: string, vars: Record<string, string>): Promise<void> {
+  const [{ loadInventory }, { openStore }, { renderEnvFile }, { NETWORK_SCOPE }] = await Promise.all([
+    import('../../src/inventory/loader.ts'),
+    import('../../src/backends/index.ts'),
+    import('../../src/model/formats.ts'),
+    import('../../src/model/layout.ts'),
+  ]);
+  const env = { ...process.env, ...vars };
+  // The AWS SDK finds the operator's credentials in process.env (as the CLI would): lend it the sandbox's.
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    const inv = await loadInventory(inventoryFile, env);
+    const store = await openStore(inv, env);
+    const ref = { kind: 'node-env' as const, network: inv.network, scope: NETWORK_SCOPE };
+    await store.write(ref, renderEnvFile({ [SANDBOX_ENV_NAME]: randomBytes(16).toString('hex') }, 'sandbox'), await store.head(ref));
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+/** Argv substring of a host's dockerd (teardown's pid-reuse guard). */
+const DOCKERD_MATCH = '--cgroup-parent /krypton-';
+
+/**
+ * `--plaintext-jwt --runtime docker`: `docker compose up -d` on the old plaintext file, then waits until
+ * geth logged the file it loaded and the CL witnessed a 200 (generous bounds: a busy 2-core CI machine).
+ */
+async function composeUpPlaintext(h: SandboxHost): Promise<void> {
+  const up = await composeInHost(h.holderPid, ['up', '-d', '--quiet-pull', 'el', 'cl']);
+  if (up.code !== 0) throw new SandboxError(`${h.name}: docker compose up -d el cl failed: ${up.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  await waitFor(
+    `${h.name}: geth to load the plaintext JWT and the CL to get a 200`,
+    async () => {
+      const logs = await composeInHost(h.holderPid, ['logs', '--no-color', '--no-log-prefix', 'el'], { timeoutMs: 30_000 });
+      if (!lastLoadedJwt(logs.stdout + logs.stderr)) return false;
+      const cl = await execInHost(h.holderPid, ['cat', '/var/log/krypton/cl.log']);
+      return / 200$/m.test(cl.stdout);
+    },
+    { timeoutMs: 180_000, intervalMs: 500 },
+  );
 }
 
 /** mkdir -p `path`, recording (before creating) each dir that did not exist, parents first. */
@@ -276,6 +430,8 @@ export async function sandboxDown(dir: string = DEFAULT_DIR): Promise<void> {
   for (const p of strayMotoServers()) victims.add(p);
   victims.delete(process.pid);
   await killAndWait([...victims], 'SIGKILL');
+  // Runtime docker: the killed containers' cgroups (dockerd would have removed them on a clean stop).
+  for (const ns of netns) await removeHostCgroups(ns);
 
   for (const ns of netns) await run('ip', ['netns', 'del', ns]);
   const links = await run('ip', ['-o', 'link', 'show']);
@@ -363,10 +519,107 @@ export async function hostExec(name: string, argv: readonly string[], opts: Host
  * host (SSH sessions, el/cl, agent …), unmounts /run and everything mounted under it (so
  * /run/krypton-secrets and its secrets are gone), and mounts a fresh /run (with /run/sshd).
  * The host's persistent dirs (/opt/krypton, /var/log/krypton, /opt/horcrux) are kept.
+ *
+ * Runtime docker: dockerd and the containers are killed too (as a power cycle would; nothing is
+ * stopped cleanly). Then, unless `startDockerd: false`, dockerd starts again as docker.service would at
+ * boot, and applies the compose file's `restart: unless-stopped`: it starts el and cl again at once —
+ * before any JWT is back on the (new, empty) /run. What they do then depends on the mount form (README
+ * "Docker runtime"). With `startDockerd: false` the host stays without dockerd until startHostDockerd
+ * (a host whose docker.service is ordered after the tool's boot step).
  */
-export async function simulateReboot(name: string, dir?: string): Promise<void> {
-  const { host } = hostOf(name, dir);
+export async function simulateReboot(name: string, dir?: string, opts: { startDockerd?: boolean } = {}): Promise<void> {
+  const { info, host } = hostOf(name, dir);
   await rebootHost(host.netns, host.holderPid, host.sshdPid);
+  if (info.runtime !== 'docker' || host.kind !== 'node') return;
+  updateHost(dir, name, { dockerdPid: null });
+  if (opts.startDockerd !== false) await startHostDockerd(name, dir);
+}
+
+/** Runtime docker: starts host `name`'s dockerd (no-op when it answers); resolves once its API answers. */
+export async function startHostDockerd(name: string, dir?: string): Promise<void> {
+  const { host } = dockerHostOf(name, dir);
+  if (host.dockerdPid && pidAlive(host.dockerdPid) && (await dockerdUp(host.holderPid))) return;
+  const dockerdPid = await startDockerd(host.holderPid, host.hostDir, host.netns);
+  updateHost(dir, name, { dockerdPid });
+}
+
+/** Runtime docker: stops host `name`'s dockerd (SIGTERM: dockerd stops the containers first). Idempotent. */
+export async function stopHostDockerd(name: string, dir?: string): Promise<void> {
+  const { host } = dockerHostOf(name, dir);
+  if (host.dockerdPid && pidAlive(host.dockerdPid)) await killAndWait([host.dockerdPid], 'SIGTERM', 30_000);
+  updateHost(dir, name, { dockerdPid: null });
+}
+
+function dockerHostOf(name: string, dir?: string): { info: SandboxInfo; host: SandboxHost } {
+  const r = hostOf(name, dir);
+  if (r.info.runtime !== 'docker' || r.host.kind !== 'node') throw new SandboxError(`${name} is not a docker node (sandbox runtime ${r.info.runtime ?? 'standin'})`);
+  return r;
+}
+
+/**
+ * Runtime docker: runs `docker compose <args>` in host `name`'s deploy dir /opt/krypton (so compose
+ * reads /opt/krypton/.env), as an SSH session there would. Resolves {code, signal, stdout, stderr}.
+ */
+export async function composeExec(name: string, args: readonly string[], opts: HostExecOptions = {}): Promise<RunResult> {
+  const { host } = dockerHostOf(name, opts.dir);
+  return composeInHost(host.holderPid, args, { input: opts.input, timeoutMs: opts.timeoutMs, env: { ...HOST_SESSION_ENV, ...opts.env } });
+}
+
+/** Runtime docker: `docker compose ps --all` of host `name` as rows {service, name, id, state, status}. */
+export async function composePs(name: string, dir?: string): Promise<ComposeService[]> {
+  const r = await composeExec(name, ['ps', '--all', '--format', 'json'], { dir });
+  if (r.code !== 0) throw new SandboxError(`${name}: docker compose ps failed: ${r.stderr.trim()}`);
+  return parseComposePs(r.stdout);
+}
+
+/** Runtime docker: the container id and main pid (in this machine's pid namespace) of service `svc`, or undefined when not running. */
+export async function containerOf(name: string, svc: string, dir?: string): Promise<{ id: string; pid: number } | undefined> {
+  const row = (await composePs(name, dir)).find((r) => r.service === svc && r.state === 'running');
+  if (!row) return undefined;
+  const r = await hostExec(name, [DOCKER_CLI, 'inspect', '--format', '{{.State.Pid}}', row.id], { dir });
+  const pid = Number(r.stdout.trim());
+  return r.code === 0 && pid > 0 ? { id: row.id, pid } : undefined;
+}
+
+/**
+ * Runtime docker: SHA-256 (hex) of file `path` exactly as service `svc`'s running container sees it —
+ * read through /proc/<container pid>/root, i.e. the container's own mount namespace, so a stale
+ * single-file bind mount shows its old content (`docker cp` would not: it re-binds the source).
+ * Undefined when the container does not run or the file is unreadable there. The content never leaves the host.
+ */
+export async function containerFileSha256(name: string, svc: string, path: string, dir?: string): Promise<string | undefined> {
+  const c = await containerOf(name, svc, dir);
+  if (!c) return undefined;
+  const r = await hostExec(name, ['sha256sum', `/proc/${c.pid}/root${path}`], { dir });
+  return r.code === 0 ? r.stdout.trim().split(/\s+/)[0] : undefined;
+}
+
+/**
+ * Runtime docker: the last `Loaded JWT secret file path=… crc32=0x…` of host `name`'s el (geth) container
+ * logs: {path, crc32 as geth prints it ("0x" + lowercase hex, no leading zeros)}; undefined when none.
+ * Compare with engineJwtCrc32(hex). A recreated container starts a fresh log; a restarted one appends.
+ */
+export async function gethLoadedJwtCrc32(name: string, dir?: string): Promise<{ path: string; crc32: string } | undefined> {
+  const r = await composeExec(name, ['logs', '--no-color', '--no-log-prefix', 'el'], { dir });
+  return lastLoadedJwt(r.stdout + r.stderr);
+}
+
+/** Runtime docker: host `name`'s container-start witness (/var/log/krypton/containers.log), oldest first. */
+export async function containerStarts(name: string, dir?: string): Promise<ContainerStart[]> {
+  const r = await hostExec(name, ['cat', CONTAINER_WITNESS], { dir });
+  return r.code === 0 ? parseContainerStarts(r.stdout) : [];
+}
+
+/**
+ * Runtime docker: the compose containers' events (kill, die, stop, start, restart, create, destroy …) of
+ * host `name`'s dockerd since `sinceMs` (unix ms; default: dockerd's whole in-memory buffer, its last
+ * 256 events or so), oldest first. A dockerd restart (simulateReboot) empties the buffer.
+ */
+export async function dockerEvents(name: string, sinceMs = 0, dir?: string): Promise<ContainerEvent[]> {
+  const until = (Date.now() / 1000 + 1).toFixed(3);
+  const r = await hostExec(name, [DOCKER_CLI, 'events', '--since', (sinceMs / 1000).toFixed(3), '--until', until, '--filter', 'type=container', '--format', '{{json .}}'], { dir });
+  if (r.code !== 0) throw new SandboxError(`${name}: docker events failed: ${r.stderr.trim()}`);
+  return parseDockerEvents(r.stdout);
 }
 
 /** Stops host `name`'s sshd (listener and sessions): connections are refused until startHostSshd. Idempotent. */
@@ -391,5 +644,6 @@ function updateHost(dir: string | undefined, name: string, patch: Partial<Sandbo
   if (!state || !host) throw new SandboxError(`no sandbox host named ${name} in ${d}`);
   Object.assign(host, patch);
   if (patch.sshdPid) state.resources.pids.push({ pid: patch.sshdPid, what: `sshd ${name}`, match: '/usr/sbin/sshd' });
+  if (patch.dockerdPid) state.resources.pids.push({ pid: patch.dockerdPid, what: `dockerd ${name}`, match: DOCKERD_MATCH });
   writeState(d, state);
 }

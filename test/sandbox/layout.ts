@@ -10,8 +10,6 @@ import { SandboxError } from './proc.ts';
 
 /** The repository root (this file is <repo>/test/sandbox/layout.ts). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** Default sandbox output dir (git-ignored). */
-export const DEFAULT_DIR = join(REPO_ROOT, '.sandbox');
 /** This file's dir: the tools' sources live in ./tools. */
 export const SANDBOX_SRC = dirname(fileURLToPath(import.meta.url));
 
@@ -26,6 +24,11 @@ export const SLOT = (() => {
   if (!/^[0-9]$/.test(raw)) throw new SandboxError(`KRYPTON_SANDBOX_SLOT must be a digit 0-9, got ${JSON.stringify(raw)}`);
   return Number(raw);
 })();
+/**
+ * Default sandbox output dir (git-ignored): `.sandbox` for slot 0, `.sandbox-<N>` for slot N, so a second slot in
+ * the same checkout never tears down (or overwrites) slot 0's state, env and inventory.
+ */
+export const DEFAULT_DIR = join(REPO_ROOT, SLOT === 0 ? '.sandbox' : `.sandbox-${SLOT}`);
 export const BRIDGE = `ksbr${SLOT}`;
 export const BRIDGE_ADDRESS = `198.18.${SLOT}.1`;
 export const PREFIX_LEN = 24;
@@ -83,10 +86,22 @@ export const netnsOf = (name: string) => `${NETNS_PREFIX}${name}`;
 export const vethOf = (address: string) => `${VETH_PREFIX}${address.split('.').pop()}`;
 
 /**
+ * A docker node's own dockerd dirs (runtime docker): data root (images, containers, volumes), /etc/docker
+ * (dockerd writes key.json there) and root's ~/.docker (client config; cli-plugins/docker-compose). The
+ * socket, exec root and pid file live in the host's own /run tmpfs, as on a real host.
+ */
+export const DOCKER_BINDS: readonly { sub: string; at: string }[] = [
+  { sub: 'docker/data-root', at: '/var/lib/docker' },
+  { sub: 'docker/etc', at: '/etc/docker' },
+  { sub: 'docker/client', at: '/root/.docker' },
+];
+
+/**
  * Persistent dirs of a host: on disk under <dir>/hosts/<name>/<sub>, bind-mounted at `at` inside the
  * host's mount namespace. The root-namespace mountpoints are created if missing (and removed on down).
+ * With runtime 'docker', nodes also get DOCKER_BINDS.
  */
-export function hostBinds(kind: HostKind, backend: 'vault' | 'kms' | 'secrets-manager' = 'vault'): { sub: string; at: string }[] {
+export function hostBinds(kind: HostKind, backend: 'vault' | 'kms' | 'secrets-manager' = 'vault', runtime: 'standin' | 'docker' = 'standin'): { sub: string; at: string }[] {
   const common = [
     { sub: 'log', at: WITNESS_DIR },
     { sub: 'tools', at: TOOLS_DIR },
@@ -96,7 +111,7 @@ export function hostBinds(kind: HostKind, backend: 'vault' | 'kms' | 'secrets-ma
   const aws = backend !== 'vault' ? [{ sub: 'aws', at: AWS_CONFIG_DIR }, { sub: 'systemd', at: SYSTEMD_UNIT_DIR }] : [];
   // A cosigner with an AWS backend gets its own ~/.aws too: its identity decrypts its own key blobs.
   return kind === 'node'
-    ? [{ sub: 'deploy', at: DEPLOY_DIR }, ...common, ...aws]
+    ? [{ sub: 'deploy', at: DEPLOY_DIR }, ...common, ...aws, ...(runtime === 'docker' ? DOCKER_BINDS : [])]
     : [{ sub: 'horcrux', at: HORCRUX_HOME }, ...common, ...(backend !== 'vault' ? [{ sub: 'aws', at: AWS_CONFIG_DIR }] : [])];
 }
 

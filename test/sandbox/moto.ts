@@ -16,9 +16,8 @@ import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseInventory } from '../../src/inventory/loader.ts';
-import type { Inventory } from '../../src/inventory/model.ts';
-import { renderAdminIamPolicy, renderNodeIamPolicy, type IamRenderOptions } from '../../src/render/iam-policy.ts';
-import { renderCosignerIamPolicy } from '../../src/horcrux/iam.ts';
+import type { Inventory } from '../../src/model/inventory.ts';
+import { renderAdminIamPolicy, renderCosignerIamPolicy, renderNodeIamPolicy, type IamRenderOptions } from '../../src/render/iam-policy.ts';
 import { BRIDGE_ADDRESS, NETWORK_ID, SANDBOX_SRC } from './layout.ts';
 import { SandboxError, logTail, waitFor } from './proc.ts';
 
@@ -122,10 +121,25 @@ async function user(name: string, policies: Record<string, unknown>): Promise<Aw
 }
 
 /** The sandbox inventory's shape for rendering policies (network, backend, kms block), without hosts' details. */
-function policyInventory(network: string, backend: 'kms' | 'secrets-manager'): Inventory {
+/** The inventory the identities' policies are rendered from: the sandbox's nodes (with env-secrets, as its inventory has) and cosigners. */
+function policyInventory(network: string, backend: 'kms' | 'secrets-manager', nodes: string[] = ['val-1'], cosigners: string[] = []): Inventory {
   return parseInventory(
     '/sandbox/policy-inventory.yml',
-    [`network: "${network}"`, `backend: ${backend}`, 'kms:', `  key_id: ${KMS_KEY_ALIAS}`, `  region: ${AWS_REGION}`, 'nodes:', '  val-1: { role: validator }', ''].join('\n'),
+    [
+      `network: "${network}"`,
+      `backend: ${backend}`,
+      'kms:',
+      `  key_id: ${KMS_KEY_ALIAS}`,
+      `  region: ${AWS_REGION}`,
+      'defaults:',
+      '  env: { services: [el, cl] }',
+      'nodes:',
+      ...nodes.map((n) => `  ${n}: { role: validator, address: ${n}.sandbox }`),
+      ...(cosigners.length
+        ? ['cosigners:', ...cosigners.map((c, i) => `  ${c}: { shard_id: ${i + 1}, key_dir: /opt/horcrux/keys, address: ${c}.sandbox }`), 'horcrux:', `  threshold: ${Math.floor(cosigners.length / 2) + 1}`]
+        : []),
+      '',
+    ].join('\n'),
   );
 }
 
@@ -162,11 +176,11 @@ export async function bootstrapMoto(
     for (const b of ['kms', 'secrets-manager'] as const) adminPolicies[`krypton-admin-${b}-${net}`] = renderAdminIamPolicy(policyInventory(net, b), o);
   }
   const admin = await user('krypton-admin', adminPolicies);
-  const inv = policyInventory(NETWORK_ID, backend);
+  const inv = policyInventory(NETWORK_ID, backend, nodes.length ? nodes : ['val-1'], backend === 'kms' ? cosigners : []);
   const hosts: Record<string, AwsKey> = {};
   for (const n of nodes) hosts[n] = await user(`krypton-node-${NETWORK_ID}-${n}`, { [`krypton-node-${backend}`]: renderNodeIamPolicy(inv, n, o) });
   // Each cosigner may decrypt only its own Horcrux blobs (the policy `render` writes for it).
-  for (const c of cosigners) hosts[c] = await user(`krypton-cosigner-${NETWORK_ID}-${c}`, { 'krypton-cosigner-kms': renderCosignerIamPolicy(policyInventory(NETWORK_ID, 'kms'), c, o) });
+  for (const c of cosigners) hosts[c] = await user(`krypton-cosigner-${NETWORK_ID}-${c}`, { 'krypton-cosigner-kms': renderCosignerIamPolicy(policyInventory(NETWORK_ID, 'kms', nodes.length ? nodes : ['val-1'], cosigners), c, o) });
 
   const res = await fetch(`${MOTO_ADDRESS}/moto-api/reset-auth`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '0', signal: AbortSignal.timeout(5000) });
   if (res.status !== 200) throw new SandboxError(`turning moto's IAM enforcement on failed: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);

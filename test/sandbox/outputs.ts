@@ -15,6 +15,10 @@ export interface RenderInput {
   identityFile: string;
   knownHosts: string;
   hosts: SandboxHost[];
+  /** 'docker': no `restart:` line, so the tool's default (`docker compose restart el cl` in deploy_dir) applies. */
+  runtime?: 'standin' | 'docker';
+  /** Declare node env-secrets (`defaults.env`, read by el and cl). */
+  env?: boolean;
 }
 
 /** inventory.yml for krypton-secrets (no secrets in it). */
@@ -33,10 +37,13 @@ export function renderInventory(o: RenderInput): string {
     'defaults:',
     `  deploy_dir: ${DEPLOY_DIR}`,
     `  env_file: ${ENV_FILE}`,
-    '  restart: [nodectl, restart, el, cl]',
+    ...(o.runtime === 'docker'
+      ? ['  # runtime docker: el/cl run under docker compose in deploy_dir; the tool restarts them with its default']
+      : ['  restart: [nodectl, restart, el, cl]']),
     '  agent:',
     '    start: [agentctl, start]',
     '    stop: [agentctl, stop]',
+    ...(o.env ? ['  # node env-secrets (sandboxUp seeds one variable; replace them with `bao kv put` or import-env)', '  env:', '    services: [el, cl]'] : []),
     'nodes:',
   ];
   for (const h of o.hosts.filter((h) => h.kind === 'node')) lines.push(`  ${h.name}:`, `    role: ${h.role}`, `    address: ${h.address}`);

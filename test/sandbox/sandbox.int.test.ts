@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostExec, readSandboxInfo, sandboxDown, sandboxUp, simulateReboot, startHostSshd, stopHostSshd, type SandboxInfo } from './index.ts';
 import { run, sleep, waitFor } from './proc.ts';
 import { tryReadState } from './state.ts';
+import { BRIDGE, NETNS_PREFIX, VETH_PREFIX } from './layout.ts';
 
 const A = 'val-1';
 const B = 'val-2';
@@ -219,9 +220,9 @@ template {
     await sandboxDown();
     await sandboxDown(); // idempotent
     const netns = await run('ip', ['netns', 'list']);
-    expect(netns.stdout.split('\n').filter((l) => l.startsWith('ks-'))).toEqual([]);
-    expect((await run('ip', ['link', 'show', 'ksbr0'])).code).not.toBe(0);
-    expect((await run('ip', ['-o', 'link'])).stdout).not.toMatch(/ksv\d+/);
+    expect(netns.stdout.split('\n').filter((l) => l.startsWith(NETNS_PREFIX))).toEqual([]);
+    expect((await run('ip', ['link', 'show', BRIDGE])).code).not.toBe(0);
+    expect((await run('ip', ['-o', 'link'])).stdout).not.toMatch(new RegExp(`${VETH_PREFIX}\\d+[@:]`));
     await sleep(50);
     for (const p of pids) expect(existsSync(`/proc/${p}`), `pid ${p}`).toBe(false);
     expect(existsSync(info.dir)).toBe(false);

@@ -31,6 +31,8 @@ export interface SandboxHost {
   holderPid: number;
   /** The host's sshd listener; null while stopped by stopHostSshd. */
   sshdPid: number | null;
+  /** Runtime docker, nodes only: the host's dockerd (null while stopped, e.g. after simulateReboot with startDockerd: false). */
+  dockerdPid?: number | null;
   /** Cosigners only: shard id 1..M and the key dir the tool fills (tmpfs). */
   shardId?: number;
   keyDir?: string;
@@ -42,6 +44,20 @@ export interface SandboxInfo {
   network: string;
   backend: Backend;
   plaintextJwt: boolean;
+  /** How the nodes run el/cl: 'standin' (nodectl + node stand-ins) or 'docker' (dockerd per host, geth + CL stand-in under compose). */
+  runtime: 'standin' | 'docker';
+  /** Runtime docker: the nodes' JWT mount form, the images, the tools used. */
+  docker?: {
+    jwtMount: 'file' | 'dir';
+    /** /opt/krypton/docker-compose.yml on each node. */
+    composeFile: string;
+    images: { el: string; cl: string };
+    /** The cached builds: geth binary, compose plugin, entrypoint; and the docker client on the hosts. */
+    geth: string;
+    composePlugin: string;
+    entry: string;
+    dockerCli: string;
+  };
   vault: {
     /** "http://198.18.0.1:8200" */
     address: string;

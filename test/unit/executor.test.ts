@@ -1,7 +1,7 @@
 /**
  * The executor: waves, host selection, and runPlaybook end to end with the REAL executor and tasks over a
- * recording fake Transport and fake Backends (test/unit/fake-fleet.ts). Integration tests elsewhere run the
- * same against real sshd and OpenBao.
+ * recording fake Transport and a fake SecretStore (test/unit/fake-fleet.ts). Integration tests elsewhere run the
+ * same against real sshd, OpenBao and moto.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
@@ -11,17 +11,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { KryptonError } from '../../src/core/errors.ts';
 import type { RunEvent, RunSummary } from '../../src/core/events.ts';
 import { Secret } from '../../src/core/secret.ts';
-import type { FactSpec, GatherEnv } from '../../src/core/task.ts';
+import type { FactSpec, GatherEnv } from '../../src/model/task.ts';
 import { gatherFacts } from '../../src/executor/facts.ts';
 import { runPlaybook, type RunOptions } from '../../src/executor/run.ts';
 import { checkLimit, selectHosts } from '../../src/executor/select.ts';
 import { computeWaves } from '../../src/executor/waves.ts';
 import { parseInventory } from '../../src/inventory/loader.ts';
-import type { Host, Inventory } from '../../src/inventory/model.ts';
+import type { Host, Inventory } from '../../src/model/inventory.ts';
 import { loadPlaybook, type Play, type Playbook, type SerialStep, type Step } from '../../src/playbook/loader.ts';
-import { AGENT_FILES, engineJwtKvPath } from '../../src/render/vault-agent.ts';
+import { AGENT_FILES, JWT_FILE, refFor } from '../../src/model/layout.ts';
+import type { StoreCapabilities } from '../../src/model/task.ts';
 import { TASKS } from '../../src/tasks/index.ts';
-import type { ExecOptions, ExecResult, Transport } from '../../src/transport/transport.ts';
+import type { ExecOptions, ExecResult, Transport } from '../../src/core/transport.ts';
 import { FakeFleet, type DownWindow, type ExecRecord } from './fake-fleet.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -152,7 +153,7 @@ async function run(fleet: FakeFleet, playbook: Playbook, mode: 'plan' | 'apply' 
     playbook,
     mode,
     sink: (e) => events.push(e),
-    backends: fleet.backends,
+    store: fleet.store,
     connect: fleet.connect,
     ...extra,
   });
@@ -178,10 +179,10 @@ function expectNoSecretLeak(fleet: FakeFleet, events: RunEvent[], extra: (Secret
   }
 }
 
-/** Whether the executor runs `step` on `host` (appliesTo and the inventory's backend). */
-function applies(step: Step, host: Host, inv: Inventory): boolean {
+/** Whether the executor runs `step` on `host` (appliesTo and the store's delivery: the fake store delivers `agent`). */
+function applies(step: Step, host: Host, _inv: Inventory, store: Pick<StoreCapabilities, 'delivery'> = { delivery: 'agent' }): boolean {
   const t = step.task;
-  return (t.appliesTo === 'any' || t.appliesTo === host.kind) && (!t.backends || t.backends.includes(inv.backend));
+  return (t.appliesTo === 'any' || t.appliesTo === host.kind) && (!t.delivery || t.delivery.includes(store.delivery));
 }
 
 /** Per step index: the names of its remote facts (steps without any, or not run on `host`, are left out). */
@@ -252,16 +253,16 @@ describe('runPlaybook: provision.yml on a fleet still using the plaintext JWT', 
 
     expect(first.summary).toMatchObject({ ok: true, changed: 4, unchanged: 0, failed: 0, skipped: 0 });
     const inv = fleet.inventory;
-    const jwt = fleet.vault.current('secret', engineJwtKvPath(inv));
+    const jwt = fleet.store.peek(refFor(inv, 'engine-jwt', 'val-1'));
     expect(jwt, 'seeded').toBeInstanceOf(Secret);
     // once: seeded by exactly one host, even though four nodes ran the step
-    expect(fleet.vault.calls.filter((c) => c.method === 'kvWrite')).toHaveLength(1);
+    expect(fleet.store.calls.filter((c) => c.method === 'mint' || c.method === 'write')).toEqual([{ method: 'mint', path: 'secret/krypton/473374/engine-jwt' }]);
 
     for (const n of inv.nodes) {
       const h = fleet.host(n.name);
       expect(h.mounts.get('/run/krypton-secrets')).toMatchObject({ fsType: 'tmpfs', sizeBytes: 1048576, noswap: true });
-      expect(h.files.get(AGENT_FILES.jwt)?.content.toString()).toBe(jwt!.revealText());
-      expect(h.files.get(AGENT_FILES.jwt)?.mode).toBe(0o600);
+      expect(h.files.get(JWT_FILE)?.content.toString()).toBe(jwt!.revealText());
+      expect(h.files.get(JWT_FILE)?.mode).toBe(0o600);
       expect(h.files.has(AGENT_FILES.secretId), 'the agent consumed the secret_id file').toBe(false);
       expect(h.envLines()).toContain('JWT_PATH=/run/krypton-secrets/jwt.hex');
       expect(h.el.key?.toString('hex'), 'el/cl run on the new JWT').toBe(jwt!.revealText());
@@ -273,7 +274,9 @@ describe('runPlaybook: provision.yml on a fleet still using the plaintext JWT', 
         expect(p.mode).toBe(0o600);
         expect(p.path.startsWith('/run/krypton-secrets/')).toBe(true);
       }
-      expect(fleet.vault.policies.get(`krypton-node-473374-${n.name}`)).toContain('capabilities = ["read"]');
+      expect(fleet.store.vault.policies.get(`krypton-node-473374-${n.name}`)).toContain('capabilities = ["read"]');
+      // el and cl started on the tmpfs JWT, and the record of what they read says so
+      expect(h.files.get('/run/krypton-secrets/loaded')?.content.toString()).toBe(`el engine-jwt ${jwt!.fingerprint()}\ncl engine-jwt ${jwt!.fingerprint()}\n`);
     }
     // the cosigner is not in "hosts: nodes"
     expect(fleet.connects).not.toContain('cosigner-1');
@@ -285,7 +288,7 @@ describe('runPlaybook: provision.yml on a fleet still using the plaintext JWT', 
 
     // Second apply: nothing to do anywhere, and every step says why.
     const opsBefore = fleet.ops.length;
-    const writesBefore = fleet.vault.writes().length;
+    const writesBefore = fleet.store.writes().length;
     const second = await run(fleet, playbook);
     expect(second.summary).toMatchObject({ ok: true, changed: 0, unchanged: 4, failed: 0, skipped: 0 });
     for (const n of inv.nodes) {
@@ -299,7 +302,7 @@ describe('runPlaybook: provision.yml on a fleet still using the plaintext JWT', 
     const secondOps = fleet.ops.slice(opsBefore);
     expect(secondOps.filter((o) => o.kind === 'put')).toEqual([]);
     expect(secondOps.filter((o) => o.kind === 'exec' && !isFactExec(o.argv))).toEqual([]);
-    expect(fleet.vault.writes().length).toBe(writesBefore);
+    expect(fleet.store.writes().length).toBe(writesBefore);
 
     expectNoSecretLeak(fleet, [...first.events, ...second.events], [OLD_HEX]);
   });
@@ -322,7 +325,7 @@ describe('gatherFacts', () => {
     host: fleet.inventory.nodes[0]!,
     inventory: fleet.inventory,
     transport: undefined as unknown as Transport,
-    backends: fleet.backends,
+    store: fleet.store,
     runState: new Map(),
     memo: (_k, get) => get(),
   });
@@ -478,12 +481,12 @@ describe('runPlaybook: the validator budget', () => {
     const fleet = legacyFleet();
     const inv = fleet.inventory;
     const hex = new Secret('0031fa90a884717ceee535c1cbae9f0bc4542a8cb58eb21d8abcc06978f0ff2e');
-    fleet.vault.seed('secret', engineJwtKvPath(inv), hex);
+    fleet.store.seed(refFor(inv, 'engine-jwt', 'val-1'), hex);
     for (const n of inv.nodes) {
       const h = fleet.host(n.name);
       h.mountTmpfs();
-      h.writeFile(AGENT_FILES.jwt, hex, 0o600);
-      h.writeFile(n.envFile, `JWT_PATH=${AGENT_FILES.jwt}\n`, 0o644);
+      h.writeFile(JWT_FILE, hex, 0o600);
+      h.writeFile(n.envFile, `JWT_PATH=${JWT_FILE}\n`, 0o644);
       h.el = { key: Buffer.from(OLD_HEX, 'hex'), up: true };
       h.restartDownMs = 150;
     }
@@ -516,7 +519,7 @@ describe('runPlaybook: plan mode', () => {
     const fleet = legacyFleet();
     const inv = fleet.inventory;
     const hex = new Secret('0031fa90a884717ceee535c1cbae9f0bc4542a8cb58eb21d8abcc06978f0ff2e');
-    fleet.vault.seed('secret', engineJwtKvPath(inv), hex);
+    fleet.store.seed(refFor(inv, 'engine-jwt', 'val-1'), hex);
     for (const n of inv.nodes) {
       const h = fleet.host(n.name);
       h.mountTmpfs();
@@ -539,15 +542,16 @@ describe('runPlaybook: plan mode', () => {
     expect(summary).toMatchObject({ ok: true, failed: 0, changed: 4 });
     expect(fleet.ops.filter((o) => o.kind === 'put')).toEqual([]);
     expect(fleet.ops.filter((o) => o.kind === 'exec' && !isFactExec(o.argv))).toEqual([]);
-    expect(fleet.vault.writes()).toEqual([]);
+    expect(fleet.store.writes()).toEqual([]);
     for (const n of fleet.inventory.nodes) {
       expect(snapshot(n.name), `${n.name} unchanged`).toBe(before.get(n.name));
       expectOneGatherPerStep(fleet.execsOf(n.name), remoteFactKeys(playbook.plays[0]!, n, fleet.inventory));
       // what would change is reported per step, with action descriptions
       const steps = stepsOf(events, n.name);
       expect(steps.find((s) => s.task === 'vault.deliver-secret-id')).toMatchObject({ status: 'changed', actions: [expect.stringContaining('deliver role_id and a secret_id')] });
-      expect(steps.find((s) => s.task === 'vault.seed-engine-jwt')).toMatchObject({ status: 'ok' });
-      expect(steps.find((s) => s.task === 'node.restart-lockstep')).toMatchObject({ status: 'changed' });
+      expect(steps.find((s) => s.task === 'secret.seed')).toMatchObject({ status: 'ok' });
+      // jwt.hex is not on the tmpfs yet (the agent renders it in apply): the restart step depends on the steps above
+      expect(steps.find((s) => s.task === 'node.restart-lockstep')).toMatchObject({ status: 'skipped', reason: expect.stringMatching(/^depends on the changes planned above \(today: \/run\/krypton-secrets\/jwt.hex is missing/) });
     }
     expectNoSecretLeak(fleet, events, [hex, OLD_HEX]);
   });
@@ -560,5 +564,138 @@ describe('runPlaybook: plan mode', () => {
     const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
     const { summary } = await run(fleet, playbook, 'plan');
     expect(summary.failed).toBe(0);
+  });
+});
+
+// ------------------------------------------------------------------------------------------- env-secrets
+
+const ENV_INVENTORY = `network: "473374"
+vault:
+  address: https://vault.fake.invalid:8200
+defaults:
+  env:
+    services: [cl, mev-boost]
+nodes:
+  val-1: { role: validator, address: 10.0.0.1 }
+  val-2:
+    role: validator
+    address: 10.0.0.2
+    env: { per_node: true, path: /run/krypton-secrets/el.env, services: [el], owner: krypton, group: krypton, mode: "0640" }
+  rpc-1: { role: rpc, address: 10.0.0.21, env: false }
+`;
+
+describe('runPlaybook: provision.yml with node env-secrets', () => {
+  /** A legacy fleet whose store already holds the network's env-secrets and val-2's own. */
+  function envFleet(): { fleet: FakeFleet; inv: Inventory; network: Secret; own: Secret } {
+    const inv = parseInventory('env-inventory.yml', ENV_INVENTORY);
+    const fleet = legacyFleet(inv);
+    const network = fleet.store.seedEnv(refFor(inv, 'node-env', 'val-1'), { API_KEY: 'k-0123456789abcdef', RPC_PASSWORD: "it's-a-long-secret" });
+    const own = fleet.store.seedEnv(refFor(inv, 'node-env', 'val-2'), { EL_EXTRA: 'only-for-val-2-0001' });
+    return { fleet, inv, network, own };
+  }
+  const restartsOf = (fleet: FakeFleet, host: string) => Object.fromEntries([...fleet.host(host).services].map(([s, v]) => [s, v.restarts]));
+
+  it('renders each node\'s env file on the tmpfs with its mode and owner, restarts its readers with el/cl once, and a second apply changes nothing', async () => {
+    const { fleet, network, own } = envFleet();
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    const first = await run(fleet, playbook);
+    expect(first.summary).toMatchObject({ ok: true, changed: 3, failed: 0 });
+
+    const v1 = fleet.host('val-1');
+    expect(v1.files.get('/run/krypton-secrets/node.env')).toMatchObject({ mode: 0o600, owner: 'root' });
+    expect(v1.files.get('/run/krypton-secrets/node.env')!.content.equals(network.reveal())).toBe(true);
+    expect(v1.mounts.get('/run/krypton-secrets')?.fsType).toBe('tmpfs');
+    const v2 = fleet.host('val-2');
+    expect(v2.files.get('/run/krypton-secrets/el.env')).toMatchObject({ mode: 0o640, owner: 'krypton', group: 'krypton' });
+    expect(v2.files.get('/run/krypton-secrets/el.env')!.content.equals(own.reveal())).toBe(true);
+    expect(v2.files.has('/run/krypton-secrets/node.env')).toBe(false);
+    expect([...fleet.host('rpc-1').files.keys()].filter((p) => p.endsWith('.env') && p.startsWith('/run/'))).toEqual([]);
+    // One restart command per node (JWT_PATH changed): el, cl and the env readers together.
+    expect(restartsOf(fleet, 'val-1')).toEqual({ el: 1, cl: 1, 'mev-boost': 1 });
+    expect(restartsOf(fleet, 'val-2')).toEqual({ el: 1, cl: 1 });
+    expect(restartsOf(fleet, 'rpc-1')).toEqual({ el: 1, cl: 1 });
+    expect(v1.services.get('mev-boost')!.read).toEqual({ '/run/krypton-secrets/node.env': network.fingerprint() });
+    // the policy reads the env path it needs and nothing else
+    expect(fleet.store.vault.policies.get('krypton-node-473374-val-2')).toContain('secret/data/krypton/473374/nodes/val-2/env');
+    expect(fleet.store.vault.policies.get('krypton-node-473374-val-2')).not.toContain('"secret/data/krypton/473374/env"');
+    expect(fleet.store.vault.policies.get('krypton-node-473374-rpc-1')).not.toContain('/env');
+
+    const second = await run(fleet, playbook);
+    expect(second.summary).toMatchObject({ ok: true, changed: 0, unchanged: 3 });
+    expectNoSecretLeak(fleet, [...first.events, ...second.events], [OLD_HEX]);
+  });
+
+  it('one env value changed in the store: the next apply re-renders that file and restarts only the services that read it', async () => {
+    const { fleet, inv } = envFleet();
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    expect((await run(fleet, playbook)).summary.ok).toBe(true);
+    const before = { v1: restartsOf(fleet, 'val-1'), v2: restartsOf(fleet, 'val-2') };
+    const el = fleet.host('val-1').el.key?.toString('hex');
+
+    const changed = fleet.store.seedEnv(refFor(inv, 'node-env', 'val-1'), { API_KEY: 'k-fedcba9876543210', RPC_PASSWORD: "it's-a-long-secret" });
+    const third = await run(fleet, playbook);
+    expect(third.summary).toMatchObject({ ok: true, changed: 1, unchanged: 2 });
+    expect(third.summary.hosts['val-1']?.status).toBe('changed');
+    const v1 = fleet.host('val-1');
+    expect(v1.files.get('/run/krypton-secrets/node.env')!.content.equals(changed.reveal())).toBe(true);
+    // cl and mev-boost read node.env: restarted once more; el did not restart (and still runs on the same JWT)
+    expect(restartsOf(fleet, 'val-1')).toEqual({ el: before.v1['el'], cl: before.v1['cl']! + 1, 'mev-boost': before.v1['mev-boost']! + 1 });
+    expect(v1.el.key?.toString('hex')).toBe(el);
+    expect(restartsOf(fleet, 'val-2')).toEqual(before.v2);
+    const lockstep = stepsOf(third.events, 'val-1').find((s) => s.task === 'node.restart-lockstep');
+    expect(lockstep?.actions).toEqual([expect.stringMatching(/^restart cl and mev-boost together \(`docker compose restart cl mev-boost`\): node\.env changed since cl and mev-boost last started$/)]);
+
+    const fourth = await run(fleet, playbook);
+    expect(fourth.summary).toMatchObject({ ok: true, changed: 0 });
+    expectNoSecretLeak(fleet, [...third.events, ...fourth.events]);
+  });
+});
+
+// ------------------------------------------------------------------------------------------- host-fetch
+
+describe('runPlaybook: a host-side fetch makes later steps gather fresh facts (issue 8, defect 1)', () => {
+  // Defect 1: a step whose only action was the host-side fetch did not count as changing the host, so later
+  // steps planned on facts gathered before it: after a failed cosigner decrypt, re-running apply made
+  // horcrux.start refuse ("missing from the key dir") although the fetch had just put the files there.
+  const COSIGNER = `network: "473374"
+backend: kms
+kms: { key_id: alias/krypton-engine-jwt, region: eu-west-1 }
+horcrux: { threshold: 1 }
+cosigners:
+  cosigner-1: { address: 10.0.1.1, shard_id: 1, key_dir: /run/horcrux-keys }
+`;
+
+  it('re-running apply after a failed fetch: the fetch puts both key files in place and horcrux.start starts Horcrux on them', async () => {
+    const inv = parseInventory('cosigner-inventory.yml', COSIGNER);
+    const fleet = new FakeFleet(inv, { delivery: 'host-fetch' });
+    fleets.push(fleet);
+    const c = fleet.host('cosigner-1');
+    c.mountTmpfs('/run/krypton-secrets');
+    c.mountTmpfs('/run/horcrux-keys');
+    const ecies = new Secret('{"eciesKey":"c2VjcmV0LWVjaWVz","eciesPubs":[],"id":1}');
+    const shard = new Secret('{"pubKey":"cHVi","privateShard":"c2VjcmV0LXNoYXJk","id":1}');
+    fleet.store.seed(refFor(inv, 'horcrux-ecies', 'cosigner-1'), ecies);
+    fleet.store.seed(refFor(inv, 'horcrux-shard', 'cosigner-1'), shard);
+    const pbk = pb(play({ hosts: 'cosigners', steps: ['secret.fetch-on-host', 'horcrux.start'] }));
+
+    c.failFetches = 1;
+    const failed = await run(fleet, pbk);
+    expect(failed.summary.hosts['cosigner-1']).toMatchObject({ status: 'failed', error: { code: 'E_KMS' } });
+    expect(stepsOf(failed.events, 'cosigner-1').find((s) => s.status === 'failed')).toMatchObject({ task: 'secret.fetch-on-host' });
+    expect(c.horcrux.running).toBe(false);
+
+    const again = await run(fleet, pbk);
+    expect(again.summary).toMatchObject({ ok: true, changed: 1, failed: 0 });
+    expect(c.files.get('/run/horcrux-keys/ecies_keys.json')?.content.equals(ecies.reveal())).toBe(true);
+    expect(c.files.get('/run/horcrux-keys/473374_shard.json')?.mode).toBe(0o600);
+    expect(c.horcrux).toEqual({ running: true, starts: 1 });
+    // horcrux.start planned on facts gathered after the fetch: a fact-gathering exec follows the fetches
+    const execs = fleet.execsOf('cosigner-1').slice(fleet.execsOf('cosigner-1').findLastIndex((e) => e.argv[0] === 'krypton-fake-fetch'));
+    expect(execs.slice(1).some((e) => isFactExec(e.argv))).toBe(true);
+    expect(c.files.get('/run/krypton-secrets/loaded')?.content.toString()).toBe(`horcrux ecies ${ecies.fingerprint()}\nhorcrux shard ${shard.fingerprint()}\n`);
+
+    const third = await run(fleet, pbk);
+    expect(third.summary).toMatchObject({ ok: true, changed: 0 });
+    expectNoSecretLeak(fleet, [...failed.events, ...again.events, ...third.events]);
   });
 });

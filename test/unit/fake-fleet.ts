@@ -1,17 +1,20 @@
 /**
  * A recording fake fleet for executor unit tests: a Transport per host that simulates just enough of a node
- * (mounts, files on the tmpfs, the Vault Agent, the compose env file, el/cl and their Engine API) for the
- * real executor and the real tasks to run against it, and fake Backends over an in-memory Vault.
+ * (mounts, files on the tmpfs, the Vault Agent rendering every host secret, the compose env file, el/cl and the
+ * services reading an env file, the Engine API) for the real executor and the real tasks to run against it, and a
+ * fake {@link SecretStore} (`delivery: agent`) over an in-memory KV v2 and Vault API ({@link MemoryStore}).
  *
  * Everything the executor sends is recorded: every exec (argv, cwd, a fingerprint of stdin), every put
- * (path, mode, a fingerprint of the content), every forward; every Vault call. Contents are kept only as
- * SHA-256 fingerprints in the records. Fact scripts are answered by recognising each snippet of the one
- * gathering exec and printing what the real script would print for the simulated state (formats as in the
- * fixtures under test/unit/facts/).
+ * (path, mode, a fingerprint of the content), every forward; every store and Vault call. Contents are kept only
+ * as SHA-256 fingerprints in the records. Fact scripts are answered by recognising each snippet of the one
+ * gathering exec (and each part of a `factList`) and printing what the real script would print for the simulated
+ * state (formats as in the fixtures under test/unit/facts/; the scripts themselves run for real in
+ * test/unit/facts/scripts.test.ts).
  *
  * The Engine API is a real HTTP server on 127.0.0.1 per host, verifying the HS256 token with the key el
  * read at its last (re)start from the file JWT_PATH names — so a lockstep restart is what makes a new JWT
- * accepted, as on a real node.
+ * accepted, as on a real node. A restart runs the task's own restart script: the restart command, then the
+ * `loaded` record it appends (parsed from the script, so the record the task writes is the one later facts read).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -20,11 +23,12 @@ import type { Duplex } from 'node:stream';
 import { jwtVerify } from 'jose';
 import { KryptonError } from '../../src/core/errors.ts';
 import { mintEngineJwtHex, Secret, sha256Hex } from '../../src/core/secret.ts';
-import type { KvSecret, VaultBackend, VaultTokenInfo, WrappedSecretId } from '../../src/backends/backend.ts';
-import type { Backends, EngineJwtValue } from '../../src/backends/registry.ts';
-import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../../src/inventory/model.ts';
-import { AGENT_FILES, engineJwtKvPath, nodeRoleName } from '../../src/render/vault-agent.ts';
-import type { ExecOptions, ExecResult, PutOptions, Transport } from '../../src/transport/transport.ts';
+import { LOADED_FILE } from '../../src/facts/secrets.ts';
+import { renderEnvFile, valueProblem } from '../../src/model/formats.ts';
+import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../../src/model/inventory.ts';
+import { AGENT_FILES, KIND_SPECS, cosignerSettings, describeRef, hostSecrets, kvSource, refKey, roleName, type SecretRef } from '../../src/model/layout.ts';
+import type { Delivery, HostFetch, SecretStore, StoredValue, StoredVersion, VaultApi, WrappedSecretId } from '../../src/model/store.ts';
+import type { ExecOptions, ExecResult, PutOptions, Transport } from '../../src/core/transport.ts';
 
 export const KERNEL_RELEASE = '6.8.0-49-generic';
 
@@ -76,81 +80,24 @@ export interface DownWindow {
 
 // ------------------------------------------------------------------------------------------------ vault
 
-interface KvEntry {
-  versions: { data: Record<string, Secret | string>; deleted: boolean; destroyed: boolean; createdTime: string }[];
-}
-
-/** An in-memory Vault that behaves like the real one where the tasks can tell (CAS, wrapping, role reads). */
-export class FakeVault implements VaultBackend {
+/** The Vault/OpenBao API of the agent side, in memory: policies, AppRole roles, role_ids, response wrapping. */
+export class FakeVault implements VaultApi {
   readonly address = 'https://vault.fake.invalid:8200';
-  readonly kv = new Map<string, KvEntry>();
   readonly policies = new Map<string, string>();
   readonly roles = new Map<string, Record<string, unknown>>();
   readonly roleIds = new Map<string, Secret>();
   readonly wrapped = new Map<string, { creationPath: string; used: boolean; role: string; secretId: Secret }>();
-  /** Every call, in order: method and path (never a value). */
-  readonly calls: { method: string; path: string }[] = [];
-  /** Every secret value this Vault holds or handed out (for leak checks). */
-  readonly secrets: Secret[] = [];
 
-  static readonly WRITES = new Set(['kvWrite', 'write', 'wrappedSecretId', 'roleId', 'unwrap', 'createToken']);
-  writes(): { method: string; path: string }[] {
-    return this.calls.filter((c) => FakeVault.WRITES.has(c.method));
-  }
-
-  seed(mount: string, path: string, hex: Secret): void {
-    this.kv.set(`${mount}/${path}`, { versions: [{ data: { hex }, deleted: false, destroyed: false, createdTime: new Date().toISOString() }] });
-    this.secrets.push(hex);
-  }
-
-  current(mount: string, path: string): Secret | undefined {
-    const e = this.kv.get(`${mount}/${path}`);
-    const v = e?.versions.at(-1);
-    return v && !v.deleted && !v.destroyed ? (v.data['hex'] as Secret) : undefined;
-  }
-
-  async kvRead(mount: string, path: string, version?: number): Promise<KvSecret | undefined> {
-    this.calls.push({ method: 'kvRead', path: `${mount}/data/${path}` });
-    const e = this.kv.get(`${mount}/${path}`);
-    if (!e) return undefined;
-    const n = version ?? e.versions.length;
-    const v = e.versions[n - 1];
-    if (!v || v.deleted || v.destroyed) return undefined;
-    const data: Record<string, Secret> = {};
-    for (const [k, x] of Object.entries(v.data)) data[k] = x instanceof Secret ? x : new Secret(x);
-    return { version: n, data };
-  }
-
-  async kvMetadata(mount: string, path: string) {
-    this.calls.push({ method: 'kvMetadata', path: `${mount}/metadata/${path}` });
-    const e = this.kv.get(`${mount}/${path}`);
-    if (!e) return undefined;
-    const versions: Record<string, { createdTime: string; deleted: boolean; destroyed: boolean }> = {};
-    e.versions.forEach((v, i) => (versions[String(i + 1)] = { createdTime: v.createdTime, deleted: v.deleted, destroyed: v.destroyed }));
-    return { currentVersion: e.versions.length, versions };
-  }
-
-  async kvWrite(mount: string, path: string, data: Record<string, Secret | string>, opts: { cas?: number } = {}): Promise<{ version: number }> {
-    this.calls.push({ method: 'kvWrite', path: `${mount}/data/${path}` });
-    const key = `${mount}/${path}`;
-    const e = this.kv.get(key) ?? { versions: [] };
-    if (opts.cas !== undefined && opts.cas !== e.versions.length) {
-      throw new KryptonError('E_VAULT', `check-and-set parameter did not match the current version of ${key}`, { hint: 'someone else wrote it' });
-    }
-    for (const v of Object.values(data)) if (v instanceof Secret) this.secrets.push(v);
-    e.versions.push({ data: { ...data }, deleted: false, destroyed: false, createdTime: new Date().toISOString() });
-    this.kv.set(key, e);
-    return { version: e.versions.length };
-  }
+  constructor(private readonly log: (method: string, path: string) => void, private readonly keep: (s: Secret) => void) {}
 
   async read(path: string): Promise<Record<string, unknown> | undefined> {
-    this.calls.push({ method: 'read', path });
+    this.log('read', path);
     const r = this.roles.get(path);
     return r && structuredClone(r);
   }
 
   async write(path: string, body: Record<string, unknown>): Promise<Record<string, unknown> | undefined> {
-    this.calls.push({ method: 'write', path });
+    this.log('write', path);
     const pol = /^sys\/policies\/acl\/(.+)$/.exec(path);
     if (pol) {
       // Vault stores policy text as given and hands it back without a trailing newline.
@@ -176,36 +123,37 @@ export class FakeVault implements VaultBackend {
   }
 
   async policyRead(name: string): Promise<string | undefined> {
-    this.calls.push({ method: 'policyRead', path: `sys/policies/acl/${name}` });
+    this.log('policyRead', `sys/policies/acl/${name}`);
     return this.policies.get(name);
   }
 
   async roleId(approleMount: string, role: string): Promise<Secret> {
     const path = `auth/${approleMount}/role/${role}`;
-    this.calls.push({ method: 'roleId', path: `${path}/role-id` });
-    if (!this.roles.has(path)) throw new KryptonError('E_VAULT', `role ${role} not found`, { hint: 'run vault.node-approle' });
+    this.log('roleId', `${path}/role-id`);
+    if (!this.roles.has(path)) throw new KryptonError('E_VAULT', `role ${role} not found`, { hint: 'run vault.approle' });
     let id = this.roleIds.get(path);
     if (!id) {
       id = new Secret(randomUUID());
       this.roleIds.set(path, id);
-      this.secrets.push(id);
+      this.keep(id);
     }
     return id;
   }
 
   async wrappedSecretId(approleMount: string, role: string, wrapTtlSeconds: number): Promise<WrappedSecretId> {
     const path = `auth/${approleMount}/role/${role}/secret-id`;
-    this.calls.push({ method: 'wrappedSecretId', path });
-    if (!this.roles.has(`auth/${approleMount}/role/${role}`)) throw new KryptonError('E_VAULT', `role ${role} not found`, { hint: 'run vault.node-approle' });
+    this.log('wrappedSecretId', path);
+    if (!this.roles.has(`auth/${approleMount}/role/${role}`)) throw new KryptonError('E_VAULT', `role ${role} not found`, { hint: 'run vault.approle' });
     const token = new Secret(`hvs.CAES${randomBytes(30).toString('base64url')}`);
     const secretId = new Secret(randomUUID());
     this.wrapped.set(token.revealText(), { creationPath: path, used: false, role, secretId });
-    this.secrets.push(token, secretId);
+    this.keep(token);
+    this.keep(secretId);
     return { wrappingToken: token, accessor: randomBytes(12).toString('base64url'), creationPath: path, ttlSeconds: wrapTtlSeconds };
   }
 
   async wrapLookup(token: Secret): Promise<{ creationPath: string; creationTtl: number; creationTime: string }> {
-    this.calls.push({ method: 'wrapLookup', path: 'sys/wrapping/lookup' });
+    this.log('wrapLookup', 'sys/wrapping/lookup');
     const w = this.wrapped.get(token.revealText());
     if (!w || w.used) throw new KryptonError('E_VAULT_WRAP', 'wrapping token is not valid or does not exist', { hint: 'retry' });
     return { creationPath: w.creationPath, creationTtl: 120, creationTime: new Date().toISOString() };
@@ -219,8 +167,8 @@ export class FakeVault implements VaultBackend {
     return true;
   }
 
-  async unwrap(): Promise<Record<string, unknown>> {
-    throw new Error('fake vault: unwrap is not used by the executor');
+  async tokenLookupSelf(): Promise<{ renewable: boolean; ttlSeconds: number; policies: string[] }> {
+    throw new Error('fake vault: tokenLookupSelf is not used by the executor');
   }
   async createToken(): Promise<Secret> {
     throw new Error('fake vault: createToken is not used by the executor');
@@ -228,33 +176,162 @@ export class FakeVault implements VaultBackend {
   async capabilities(): Promise<Record<string, string[]>> {
     throw new Error('fake vault: capabilities is not used by the executor');
   }
-  async tokenLookupSelf(): Promise<VaultTokenInfo> {
-    throw new Error('fake vault: tokenLookupSelf is not used by the executor');
-  }
 }
 
-/** Backends over a FakeVault, reading the Engine-API JWT the way backends/registry.ts does (network scope). */
-export function fakeBackends(inv: Inventory, vault: FakeVault): Backends {
-  const mount = inv.vault.kvMount;
-  return {
-    vault: () => vault,
-    jwtScope: (node) => (inv.vault.jwtPerNode && node ? node : '*'),
-    async engineJwt(node?: string): Promise<EngineJwtValue | undefined> {
-      const path = engineJwtKvPath(inv, node);
-      const kv = await vault.kvRead(mount, path);
-      if (!kv) return undefined;
-      return { secret: kv.data['hex']!, version: kv.version, source: `${mount}/${path}` };
-    },
-    async engineJwtVersions() {
-      return [];
-    },
-    async rotateEngineJwt(node, expectVersion) {
-      return vault.kvWrite(mount, engineJwtKvPath(inv, node), { hex: mintEngineJwtHex() }, { cas: expectVersion });
-    },
-    async restoreEngineJwt() {
-      throw new Error('fake backends: restoreEngineJwt is not used here');
-    },
-  };
+// ------------------------------------------------------------------------------------------------ store
+
+interface StoredEntry {
+  /** Index = version - 1; a destroyed version keeps its number (check-and-set counts it) but has no value. */
+  versions: (Secret | undefined)[];
+}
+
+/**
+ * A {@link SecretStore} in memory that behaves like the KV v2 store where the tasks and the executor can tell:
+ * versions with check-and-set (a destroyed version still counts), canonical values checked on write, mint only
+ * for mintable kinds, restore, undo (write the previous value back, destroy ours), and Vault's agent-side API.
+ * Every call is recorded (method and where, never a value); every value it holds or handed out is kept for
+ * leak checks.
+ */
+export class MemoryStore implements SecretStore {
+  readonly backend = 'vault' as const;
+  readonly delivery: Delivery;
+  readonly kv = new Map<string, StoredEntry>();
+  readonly calls: { method: string; path: string }[] = [];
+  readonly secrets: Secret[] = [];
+  readonly vault: FakeVault;
+  /** The nth call of `write` (1-based, mint included) throws. */
+  failOnWrite?: number;
+  /** checkWrite refuses (the operator's token may not write). */
+  denied = false;
+  private writesSeen = 0;
+
+  /**
+   * With `delivery: host-fetch`: the hosts' own fetch, as a command the fake host understands
+   * (`krypton-fake-fetch <ref key> <path> <mode> <sha256>`: the host "decrypts" the store's current value itself).
+   */
+  readonly hostFetch?: HostFetch;
+
+  static readonly WRITES = new Set(['write', 'mint', 'restore', 'undo', 'vault.write', 'vault.wrappedSecretId', 'vault.roleId']);
+
+  constructor(private readonly inv: Inventory, o: { delivery?: Delivery } = {}) {
+    this.delivery = o.delivery ?? 'agent';
+    this.vault = new FakeVault(
+      (m, p) => this.calls.push({ method: `vault.${m}`, path: p }),
+      (s) => this.secrets.push(s),
+    );
+    if (this.delivery === 'host-fetch') {
+      this.hostFetch = {
+        keepsCopy: false,
+        copy: async () => undefined,
+        target: async () => ({ region: 'eu-west-1' }),
+        fetchArgv: (_i, _h, s, _t, sha256) => ['krypton-fake-fetch', refKey(s.ref), s.path, s.mode, sha256],
+        failure: (host, s, code, stderr) => new KryptonError('E_KMS', `${host.name}: fetching ${s.path} failed (exit ${code}): ${stderr}`, { hint: 'look at the host' }),
+      };
+    }
+  }
+
+  /** Store calls that write something (to the KV store or to Vault). */
+  writes(): { method: string; path: string }[] {
+    return this.calls.filter((c) => MemoryStore.WRITES.has(c.method));
+  }
+
+  /** Puts `value` as the next version of `ref` directly (test setup; not recorded). */
+  seed(ref: SecretRef, value: Secret): void {
+    const e = this.kv.get(refKey(ref)) ?? { versions: [] };
+    e.versions.push(value);
+    this.kv.set(refKey(ref), e);
+    this.secrets.push(value);
+  }
+
+  /** Seeds env-secrets from variables, as import-env would store them (canonical form). */
+  seedEnv(ref: SecretRef, vars: Record<string, string>): Secret {
+    const v = renderEnvFile(vars, describeRef(ref));
+    for (const x of Object.values(vars)) this.secrets.push(new Secret(x));
+    this.seed(ref, v);
+    return v;
+  }
+
+  /** The current value, synchronously (for the fake agent and the fake host-side fetch). */
+  peek(ref: SecretRef | string): Secret | undefined {
+    return this.kv.get(typeof ref === 'string' ? ref : refKey(ref))?.versions.at(-1);
+  }
+
+  describe(ref: SecretRef): string {
+    return kvSource(this.inv, ref);
+  }
+
+  async current(ref: SecretRef): Promise<StoredValue | undefined> {
+    this.calls.push({ method: 'current', path: this.describe(ref) });
+    const e = this.kv.get(refKey(ref));
+    const v = e?.versions.at(-1);
+    return v && e ? { ref, secret: v, version: e.versions.length, source: this.describe(ref) } : undefined;
+  }
+
+  async head(ref: SecretRef): Promise<number> {
+    this.calls.push({ method: 'head', path: this.describe(ref) });
+    return this.kv.get(refKey(ref))?.versions.length ?? 0;
+  }
+
+  async versions(ref: SecretRef, limit = 10): Promise<StoredVersion[]> {
+    this.calls.push({ method: 'versions', path: this.describe(ref) });
+    const vs = this.kv.get(refKey(ref))?.versions ?? [];
+    return vs
+      .map((s, i) => (s ? { version: i + 1, fingerprint: s.fingerprint() } : undefined))
+      .filter((x): x is StoredVersion => x !== undefined)
+      .reverse()
+      .slice(0, limit);
+  }
+
+  async write(ref: SecretRef, value: Secret, expectVersion: number): Promise<{ version: number }> {
+    this.calls.push({ method: 'write', path: this.describe(ref) });
+    return this.put(ref, value, expectVersion);
+  }
+
+  async mint(ref: SecretRef, expectVersion: number): Promise<{ version: number }> {
+    this.calls.push({ method: 'mint', path: this.describe(ref) });
+    if (!KIND_SPECS[ref.kind].mintable) throw new KryptonError('E_INPUT', `${describeRef(ref)} is imported, not minted`, { hint: KIND_SPECS[ref.kind].missingHint });
+    return this.put(ref, mintEngineJwtHex(), expectVersion);
+  }
+
+  async restore(ref: SecretRef, version: number): Promise<{ version: number; restoredFrom: number }> {
+    this.calls.push({ method: 'restore', path: this.describe(ref) });
+    const e = this.kv.get(refKey(ref));
+    const old = e?.versions[version - 1];
+    if (!e || !old) throw new KryptonError('E_INPUT', `${this.describe(ref)} has no version ${version}`, { hint: 'list the versions' });
+    return { ...(await this.put(ref, old, e.versions.length)), restoredFrom: version };
+  }
+
+  async undo(ref: SecretRef, version: number, previous: StoredValue | undefined): Promise<void> {
+    this.calls.push({ method: 'undo', path: this.describe(ref) });
+    const e = this.kv.get(refKey(ref));
+    if (!e) return;
+    if (previous && e.versions.length === version) e.versions.push(previous.secret);
+    e.versions[version - 1] = undefined;
+  }
+
+  async checkWrite(refs: readonly SecretRef[]): Promise<void> {
+    this.calls.push({ method: 'checkWrite', path: refs.map((r) => this.describe(r)).join(',') });
+    if (this.denied) throw new KryptonError('E_VAULT_DENIED', `the token may not write ${refs.map((r) => this.describe(r)).join(', ')}`, { hint: 'use a token with create+update there' });
+  }
+
+  async keyDrift(): Promise<undefined> {
+    return undefined;
+  }
+
+  private put(ref: SecretRef, value: Secret, expectVersion: number): { version: number } {
+    this.writesSeen++;
+    if (this.failOnWrite === this.writesSeen) throw new KryptonError('E_VAULT', `simulated write failure at ${this.describe(ref)}`, { hint: 'h' });
+    const p = valueProblem(KIND_SPECS[ref.kind].format, value);
+    if (p) throw new KryptonError('E_INPUT', `${this.describe(ref)}: ${p}`, { hint: 'write a valid value' });
+    const e = this.kv.get(refKey(ref)) ?? { versions: [] };
+    if (e.versions.length !== expectVersion) {
+      throw new KryptonError('E_PLAN_CONFLICT', `${this.describe(ref)} is at version ${e.versions.length}, not ${expectVersion}: someone else wrote meanwhile`, { hint: 'run again' });
+    }
+    e.versions.push(value);
+    this.kv.set(refKey(ref), e);
+    this.secrets.push(value);
+    return { version: e.versions.length };
+  }
 }
 
 // ------------------------------------------------------------------------------------------------ hosts
@@ -272,20 +349,30 @@ interface FakeMount {
   sizeBytes?: number;
   mode: string;
   noswap: boolean;
+  owner?: string;
+  group?: string;
+  flags?: boolean;
 }
 
 /** The simulated state of one host. Tests may set it up directly before a run and inspect it after. */
 export class FakeHost {
-  readonly dirs = new Set<string>(['/', '/run', '/opt', '/opt/krypton', '/srv']);
+  readonly dirs = new Set<string>(['/', '/run', '/opt', '/opt/krypton', '/srv', '/srv/krypton']);
   readonly mounts = new Map<string, FakeMount>();
   readonly files = new Map<string, FakeFile>();
-  agent: { pid: number; startedAt: number; token: boolean } | undefined;
-  /** What el/cl run on: the key they read at their last start (undefined: none, every call is rejected). */
+  agent: { pid: number; startedAt: number } | undefined;
+  /** What el/cl run on: the key el read at its last start (undefined: none, every call is rejected). */
   el: { key: Buffer | undefined; up: boolean } = { key: undefined, up: true };
+  /** Per service: how often it was restarted, and the SHA-256 of each file it read then (path -> digest). */
+  readonly services = new Map<string, { restarts: number; read: Record<string, string> }>();
   /** Return a result to make an exec fail (or anything else) before it is simulated. */
   failExec: ((argv: string[]) => ExecResult | undefined) | undefined;
+  /** Horcrux (a cosigner): running or not, and how often it was started. */
+  horcrux = { running: false, starts: 0 };
+  /** Make the next host-side fetches fail (as a denied KMS Decrypt would), counting down. */
+  failFetches = 0;
   /** How long el/cl are down after a restart (milliseconds). */
   restartDownMs = 120;
+  /** Restart commands run (each restarts one or more services). */
   restarts = 0;
 
   constructor(readonly host: Host, readonly fleet: FakeFleet) {}
@@ -318,51 +405,129 @@ export class FakeHost {
     this.el = { key: hex && /^(0x)?[0-9a-f]{64}\s*$/i.test(hex) ? Buffer.from(hex.trim().replace(/^0x/i, ''), 'hex') : undefined, up: true };
   }
 
+  /** A service (re)starts and reads the host secrets it is a reader of (the layout's `readers`). */
+  private startService(svc: string): void {
+    const s = this.services.get(svc) ?? { restarts: 0, read: {} };
+    s.restarts++;
+    s.read = {};
+    for (const sec of hostSecrets(this.fleet.inventory, this.host)) {
+      const f = this.files.get(sec.path);
+      if (sec.readers.includes(svc) && f) s.read[sec.path] = sha256Hex(f.content);
+    }
+    this.services.set(svc, s);
+    if (svc === 'el') this.startEl();
+  }
+
   // --- fact snippets, answered as the real scripts would print them
 
   private factOutput(snippet: string): string {
     let m: RegExpExecArray | null;
-    if ((m = /findmnt -n -r -o FSTYPE,OPTIONS --mountpoint (\S+)/.exec(snippet))) {
+    const trimmed = snippet.trim();
+    if (trimmed === 'true') return '';
+    // factList: fenced parts, each in its own subshell
+    if ((m = /^echo '(@@krypton-[a-z]+-)0'$/m.exec(trimmed)) && trimmed.startsWith(`echo '${m[1]}0'`)) {
+      const fence = m[1]!;
+      const parts = trimmed.split(new RegExp(`^echo '${fence}(\\d+)'\\n`, 'm')).slice(1);
+      let out = '';
+      for (let i = 0; i < parts.length; i += 2) out += `${fence}${parts[i]}\n${this.factOutput(parts[i + 1]!.replace(/^\( /, '').replace(/\n\)\s*$/, ''))}`;
+      return out;
+    }
+    if ((m = /^m=\$\(findmnt -n -r -o FSTYPE,OPTIONS --mountpoint (\S+) \| tail -n 1\)/.exec(trimmed))) return this.dirOutput(unquote(m[1]!));
+    if ((m = /^findmnt -n -r -o FSTYPE,OPTIONS --mountpoint (\S+)/.exec(trimmed))) {
       const path = unquote(m[1]!);
       const mt = this.mounts.get(path);
       if (!mt) return `@mode ${this.dirs.has(path) ? '755' : ''}\n`;
-      const opts = mt.fsType === 'tmpfs'
-        ? ['rw', 'nosuid', 'nodev', 'noexec', 'relatime', ...(mt.sizeBytes ? [`size=${Math.ceil(mt.sizeBytes / 1024)}k`] : []), `mode=${mt.mode}`, ...(mt.noswap ? ['noswap'] : [])]
-        : ['rw', 'relatime'];
-      return `${mt.fsType} ${opts.join(',')}\n@mode ${mt.mode}\n`;
+      return `${mt.fsType} ${this.mountOptions(mt)}\n@mode ${mt.mode}\n`;
     }
-    if (/^uname -r/m.test(snippet)) return `${KERNEL_RELEASE}\n@swaps 0\n`;
-    if (snippet.includes('@agent')) return this.agentOutput();
-    if ((m = /^if \[ -f (\S+) \]; then echo present; grep -E (\S+)/m.exec(snippet))) {
+    if (/^uname -r/m.test(trimmed)) return `${KERNEL_RELEASE}\n@swaps 0\n`;
+    if (trimmed.includes('echo "@agent running')) return this.agentOutput(trimmed);
+    if (/^if \[ -f \S+ \]; then echo "@f\d+ /.test(trimmed)) return this.secretFilesOutput(trimmed);
+    if ((m = /^\[ -f (\S+) \] && cat -- \S+; true$/.exec(trimmed))) {
+      const f = this.files.get(unquote(m[1]!));
+      return f ? f.content.toString('utf8') : '';
+    }
+    if (/^getent (passwd|group) /m.test(trimmed)) {
+      return trimmed
+        .split('\n')
+        .map((l) => `@${l.startsWith('getent passwd') ? 'user' : 'group'} yes`)
+        .join('\n') + '\n';
+    }
+    if ((m = /^if \[ -f (\S+) \]; then echo present; grep -E (\S+)/m.exec(trimmed))) {
       const f = this.files.get(unquote(m[1]!));
       if (!f) return 'absent\n';
       const key = /\)\?([A-Za-z_][A-Za-z0-9_]*)=/.exec(unquote(m[2]!))?.[1] ?? '';
       const lines = f.content.toString('utf8').split('\n').filter((l) => new RegExp(`^\\s*(export\\s+)?${key}=`).test(l));
       return `present\n${lines.map((l) => `${l}\n`).join('')}`;
     }
-    if ((m = /^if \[ -f (\S+) \]; then stat -c '%a %U %G %s %\.9Y' -- [^;\s]+(; sha256sum)?/m.exec(snippet))) {
+    if ((m = /^if \[ -f (\S+) \]; then stat -c '%a %U %G %s %\.9Y' -- [^;\s]+(; sha256sum)?/m.exec(trimmed))) {
       const f = this.files.get(unquote(m[1]!));
       if (!f) return 'absent\n';
       return `${this.statLine(f)}\n${m[2] ? `${sha256Hex(f.content)}\n` : ''}`;
     }
-    if (snippet.includes('rev-parse --show-toplevel')) return '@repo none\n';
+    if ((m = /^\[ -f (\S+) \] && \[ "\$\(wc -c < \S+\)" -le 70 \]/.exec(trimmed))) {
+      const f = this.files.get(unquote(m[1]!));
+      return f && /^(0x)?[0-9a-fA-F]{64}\r?\n?$/.test(f.content.toString('utf8')) ? 'yes\n' : 'no\n';
+    }
+    if (trimmed.includes('rev-parse --show-toplevel')) return '@repo none\n';
+    // composeContainers: the fake nodes run el/cl without docker (as the sandbox's stand-ins do)
+    if (/^cd -- \S+ 2>\/dev\/null \|\| \{ printf '@nocompose /.test(trimmed)) return '@nocompose docker is not on PATH\n';
+    if (/ >\/dev\/null 2>&1 <\/dev\/null; echo "@exit \$\?"$/.test(trimmed)) return `@exit ${this.horcrux.running ? 0 : 3}\n`;
     throw new Error(`fake fleet: unrecognised fact snippet on ${this.host.name}:\n${snippet}`);
+  }
+
+  private mountOptions(mt: FakeMount): string {
+    if (mt.fsType !== 'tmpfs') return 'rw,relatime';
+    return ['rw', ...(mt.flags === false ? [] : ['nosuid', 'nodev', 'noexec']), 'relatime', ...(mt.sizeBytes ? [`size=${Math.ceil(mt.sizeBytes / 1024)}k`] : []), `mode=${mt.mode}`, ...(mt.noswap ? ['noswap'] : [])].join(',');
   }
 
   private statLine(f: FakeFile): string {
     return `${f.mode.toString(8)} ${f.owner} ${f.group} ${f.content.length} ${f.mtime.toFixed(9)}`;
   }
 
-  private agentOutput(): string {
-    const cfg = this.files.get(AGENT_FILES.config);
-    const jwt = this.files.get(AGENT_FILES.jwt);
-    const hex64 = jwt && /^[0-9a-f]{64}$/.test(jwt.content.toString('utf8')) ? 'hex64' : 'nothex';
+  /** dirState: the mount, the dir, and every entry in it (files with their SHA-256). */
+  private dirOutput(dir: string): string {
+    const mt = this.mounts.get(dir);
+    const lines: string[] = [];
+    if (mt) lines.push(`@mount ${mt.fsType} ${this.mountOptions(mt)}`);
+    if (!this.dirs.has(dir)) return `${lines.join('\n')}${lines.length ? '\n' : ''}@dir absent\n`;
+    lines.push(`@dir ${mt ? mt.mode : '755'} ${mt?.owner ?? 'root'} ${mt?.group ?? 'root'}`);
+    for (const [path, f] of this.files) {
+      if (path.slice(0, path.lastIndexOf('/')) !== dir) continue;
+      lines.push(`@entry file ${f.mode.toString(8)} ${f.owner} ${f.group} ${f.content.length} ${sha256Hex(f.content)} ${path.slice(dir.length + 1)}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  /** secretFiles: one `@f<i>` line per file (stat, SHA-256, and the 64-hex check where the snippet asks for it). */
+  private secretFilesOutput(snippet: string): string {
+    return snippet
+      .split('\n')
+      .map((l) => {
+        const m = /^if \[ -f (\S+) \]; then echo "@f(\d+) /.exec(l);
+        if (!m) throw new Error(`fake fleet: unrecognised secretFiles line: ${l}`);
+        const f = this.files.get(unquote(m[1]!));
+        if (!f) return `@f${m[2]} absent`;
+        const hex = l.includes('wc -c') ? (/^[0-9a-f]{64}$/.test(f.content.toString('utf8')) ? ' hex64' : ' nothex') : '';
+        return `@f${m[2]} ${this.statLine(f)} ${sha256Hex(f.content)}${hex}`;
+      })
+      .join('\n')
+      .concat('\n');
+  }
+
+  /** agentState: the agent process, its token sink, a secret_id lying around, upload leftovers, config/template mtimes. */
+  private agentOutput(snippet: string): string {
+    const cfgs = /^for f in (.+); do \[ -f "\$f" \]/m.exec(snippet)?.[1]?.split(' ').map(unquote) ?? [];
+    const sink = this.files.get(AGENT_FILES.tokenSink);
+    const leftovers = [...this.files.keys()].filter((p) => p.startsWith(`${SECRETS_DIR}/.`) && /\.krypton-[^/]*\.tmp$/.test(p)).length;
     return [
       this.agent ? `@agent running ${this.agent.pid} ${this.agent.startedAt.toFixed(9)}` : '@agent stopped',
-      `@sink ${this.agent?.token ? 'yes' : 'no'}`,
+      `@sink ${sink && sink.content.length > 0 ? 'yes' : 'no'}`,
       `@secret_id ${this.files.has(AGENT_FILES.secretId) ? 'yes' : 'no'}`,
-      `@config ${cfg ? cfg.mtime.toFixed(9) : ''}`,
-      jwt ? `@jwt ${this.statLine(jwt)} ${sha256Hex(jwt.content)} ${hex64}` : '@jwt absent',
+      `@leftovers ${leftovers}`,
+      ...cfgs.flatMap((p) => {
+        const f = this.files.get(p);
+        return f ? [`@mtime ${f.mtime.toFixed(9)}`] : [];
+      }),
       '',
     ].join('\n');
   }
@@ -376,9 +541,12 @@ export class FakeHost {
     found.forEach((m, i) => {
       const [, boundary, key] = m;
       const end = found[i + 1]?.index ?? script.length;
-      const snippet = script.slice(m.index! + m[0].length, end);
+      const snippet = script
+        .slice(m.index! + m[0].length, end)
+        .replace(/^\n\( /, '')
+        .replace(/\n\) <\/dev\/null 2>\/dev\/null\nprintf '\\n@@\S+-exit %s\\n' "\$\?"\n?$/, '');
       keys.push(key!);
-      out += `@@${boundary} ${key}\n${this.factOutput(snippet.replace(/^\n\( /, ''))}@@${boundary}-exit 0\n`;
+      out += `@@${boundary} ${key}\n${this.factOutput(snippet)}\n@@${boundary}-exit 0\n`;
     });
     return { result: { code: 0, stdout: out, stderr: '' }, keys };
   }
@@ -387,6 +555,7 @@ export class FakeHost {
 
   async runCommand(argv: string[], cwd?: string): Promise<ExecResult> {
     const ok: ExecResult = { code: 0, stdout: '', stderr: '' };
+    const fail = (code: number, stderr: string): ExecResult => ({ code, stdout: '', stderr });
     const node = this.node;
     const same = (a: readonly string[] | undefined) => a !== undefined && a.length === argv.length && a.every((x, i) => x === argv[i]);
     if (argv[0] === 'mkdir' && argv.includes('-p')) {
@@ -396,7 +565,7 @@ export class FakeHost {
     if (argv[0] === 'mount' && argv[1] === '-t' && argv[2] === 'tmpfs') {
       const opts = parseOpts(argv[4]!);
       const path = argv[6]!;
-      if (!this.dirs.has(path)) return { code: 32, stdout: '', stderr: `mount: ${path}: mount point does not exist.` };
+      if (!this.dirs.has(path)) return fail(32, `mount: ${path}: mount point does not exist.`);
       this.mounts.set(path, { fsType: 'tmpfs', sizeBytes: opts.size, mode: opts.mode ?? '1777', noswap: opts.noswap });
       return ok;
     }
@@ -404,23 +573,82 @@ export class FakeHost {
       const path = argv[3]!;
       const mt = this.mounts.get(path);
       const opts = parseOpts(argv[2]!.slice('remount,'.length));
-      if (!mt) return { code: 32, stdout: '', stderr: `mount: ${path}: not mounted.` };
-      if (opts.noswap && !mt.noswap) return { code: 32, stdout: '', stderr: `mount: ${path}: mount point not mounted or bad option.` };
+      if (!mt) return fail(32, `mount: ${path}: not mounted.`);
+      if (opts.noswap && !mt.noswap) return fail(32, `mount: ${path}: mount point not mounted or bad option.`);
       if (opts.size) mt.sizeBytes = opts.size;
+      mt.flags = true;
       return ok;
     }
-    if (node && same(node.agent.start)) {
-      this.startAgent(node);
+    if (argv[0] === 'chmod' && argv[2] === '--') {
+      const path = argv[3]!;
+      const f = this.files.get(path);
+      const mt = this.mounts.get(path);
+      if (f) f.mode = parseInt(argv[1]!, 8);
+      else if (mt) mt.mode = argv[1]!.replace(/^0(?=\d{3}$)/, '');
+      else return fail(1, `chmod: cannot access '${path}': No such file or directory`);
       return ok;
     }
-    if (node && same(node.agent.stop)) {
+    if (argv[0] === 'chown' && argv[2] === '--') {
+      const [owner, group] = argv[1]!.split(':');
+      const f = this.files.get(argv[3]!);
+      const mt = this.mounts.get(argv[3]!);
+      const target = f ?? mt;
+      if (!target) return fail(1, `chown: cannot access '${argv[3]}': No such file or directory`);
+      if (owner) target.owner = owner;
+      if (group) target.group = group;
+      return ok;
+    }
+    if (argv[0] === 'rm' && argv[1] === '-f' && argv[2] === '--') {
+      this.files.delete(argv[3]!);
+      return ok;
+    }
+    if (argv[0] === 'sh' && argv[1] === '-c' && argv[2]!.includes('shred -u -- "$1"')) {
+      this.files.delete(argv[4]!);
+      return ok;
+    }
+    if (argv[0] === 'find' && argv[1] === SECRETS_DIR && argv.at(-1) === '-delete') {
+      for (const p of [...this.files.keys()]) if (p.startsWith(`${SECRETS_DIR}/.`) && /\.krypton-[^/]*\.tmp$/.test(p)) this.files.delete(p);
+      return ok;
+    }
+    if (argv[0] === 'krypton-fake-fetch') {
+      const [, key, path, mode, sha] = argv as [string, string, string, string, string];
+      if (this.failFetches > 0) {
+        this.failFetches--;
+        return fail(2, 'An error occurred (AccessDeniedException) when calling the Decrypt operation: not authorized');
+      }
+      const dir = path.slice(0, path.lastIndexOf('/'));
+      if (this.mounts.get(dir)?.fsType !== 'tmpfs') return fail(3, `krypton-secrets: ${dir} is not a tmpfs; nothing written`);
+      const v = this.fleet.store.peek(key);
+      if (!v) return fail(2, 'An error occurred (ResourceNotFoundException)');
+      if (sha && v.fingerprint() !== sha) return fail(5, "krypton-secrets: the value's SHA-256 is not the expected one; nothing written");
+      this.writeFile(path, v, parseInt(mode, 8));
+      return ok;
+    }
+    if (this.host.kind === 'cosigner') {
+      const c = cosignerSettings(this.fleet.inventory, this.host);
+      if (same(c.status)) return this.horcrux.running ? ok : fail(3, '');
+      if (same(c.start)) {
+        this.horcrux = { running: true, starts: this.horcrux.starts + 1 };
+        return ok;
+      }
+      if (same(c.stop)) {
+        this.horcrux.running = false;
+        return ok;
+      }
+    }
+    if (same(this.host.agent.start)) {
+      this.startAgent();
+      return ok;
+    }
+    if (same(this.host.agent.stop)) {
       this.agent = undefined;
       return ok;
     }
-    if (argv[0] === 'sh' && argv[1] === '-c' && argv[2] === 'printf "%s\\n" "$1" >> "$2"') {
+    if (argv[0] === 'sh' && argv[1] === '-c' && argv[2]!.endsWith('printf "%s\\n" "$1" >> "$2"')) {
       const f = this.files.get(argv[5]!);
-      if (!f) return { code: 1, stdout: '', stderr: `sh: ${argv[5]}: No such file or directory` };
-      f.content = Buffer.concat([f.content, Buffer.from(`${argv[4]}\n`)]);
+      if (!f) return fail(1, `sh: ${argv[5]}: No such file or directory`);
+      const text = f.content.toString('utf8');
+      f.content = Buffer.from(`${text}${text && !text.endsWith('\n') ? '\n' : ''}${argv[4]}\n`);
       f.mtime = nowSeconds();
       return ok;
     }
@@ -428,7 +656,7 @@ export class FakeHost {
       const file = argv.at(-1)!;
       const f = this.files.get(file);
       const want = /JWT_PATH=([^#]+)#$/.exec(argv.at(-2)!)?.[1];
-      if (!f || !want) return { code: 2, stdout: '', stderr: `sed: can't read ${file}` };
+      if (!f || !want) return fail(2, `sed: can't read ${file}`);
       f.content = Buffer.from(
         f.content
           .toString('utf8')
@@ -439,32 +667,78 @@ export class FakeHost {
       f.mtime = nowSeconds();
       return ok;
     }
-    // The executor runs the restart command as `setsid -w <restart…>` (it must survive a dropped connection).
-    if (node && argv[0] === 'setsid' && argv[1] === '-w') argv = argv.slice(2);
-    if (node && same(node.restart)) {
-      if (cwd !== node.deployDir) return { code: 1, stdout: '', stderr: 'no configuration file provided: not found' };
-      this.restarts++;
-      this.fleet.windowOpened(this);
-      this.el = { key: this.el.key, up: false };
-      await new Promise((r) => setTimeout(r, this.restartDownMs));
-      this.startEl();
+    // A command followed by the `loaded` record (node.restart-lockstep, horcrux.start):
+    // `sh -c '[setsid -w ]"$@" || exit $?\n<record>' sh <argv…>` — the record only after the command succeeded.
+    const wrapped = argv[0] === 'sh' && argv[1] === '-c' && argv[3] === 'sh' ? /^(setsid -w )?"\$@" \|\| exit \$\?\n([\s\S]+)$/.exec(argv[2]!) : null;
+    if (wrapped) {
+      const res = await this.runCommand(argv.slice(4), cwd);
+      if (res.code !== 0) return res;
+      this.applyRecord(wrapped[2]!);
       return ok;
     }
-    return { code: 127, stdout: '', stderr: `sh: 1: ${argv[0]}: not found` };
+    if (node && this.isRestart(node, argv)) {
+      if (cwd !== node.deployDir) return fail(1, 'no configuration file provided: not found');
+      const services = this.restartedServices(node, argv);
+      this.restarts++;
+      this.fleet.windowOpened(this);
+      if (services.includes('el')) this.el = { key: this.el.key, up: false };
+      await new Promise((r) => setTimeout(r, this.restartDownMs));
+      for (const s of services) this.startService(s);
+      return ok;
+    }
+    return fail(127, `sh: 1: ${argv[0]}: not found`);
   }
 
-  /** The Vault Agent starts: unwraps the delivered secret_id once (removing the file), then renders jwt.hex. */
-  private startAgent(node: NodeHost): void {
-    const role = nodeRoleName(this.fleet.inventory.network, node.name);
+  /** The node's restart (or recreate) command that `argv` is, with its trailing `el cl` replaced by the services to restart (as restartArgv does). */
+  private commandOf(node: NodeHost, argv: string[]): string[] | undefined {
+    return [node.restart, node.recreate].find((r) => {
+      if (!(r.length >= 2 && r.at(-2) === 'el' && r.at(-1) === 'cl')) return r.length === argv.length && r.every((x, i) => argv[i] === x);
+      const base = r.slice(0, -2);
+      return argv.length > base.length && base.every((x, i) => argv[i] === x);
+    });
+  }
+
+  private isRestart(node: NodeHost, argv: string[]): boolean {
+    return this.commandOf(node, argv) !== undefined;
+  }
+
+  /** The services a restart command restarts: the ones it names, or (a custom command) every service of the node. */
+  private restartedServices(node: NodeHost, argv: string[]): string[] {
+    const r = this.commandOf(node, argv)!;
+    if (r.length >= 2 && r.at(-2) === 'el' && r.at(-1) === 'cl') return argv.slice(r.length - 2);
+    return [...new Set(['el', 'cl', ...hostSecrets(this.fleet.inventory, node).flatMap((s) => s.readers)])];
+  }
+
+  /** Runs the `loaded` record script as sh would: drop the restarted services' lines, add one per file they read. */
+  private applyRecord(script: string): void {
+    const drop = [...script.matchAll(/-e '\^([A-Za-z0-9_.-]+) '/g)].map((m) => m[1]!.replace(/\\\./g, '.'));
+    const lines = [...script.matchAll(/\[ -f (\S+) \] && printf '%s %s %s\\n' (\S+) (\S+) "\$\(sha256sum -- \S+ \| cut -d' ' -f1\)"/g)].flatMap((m) => {
+      const f = this.files.get(unquote(m[1]!));
+      return f ? [`${unquote(m[2]!)} ${unquote(m[3]!)} ${sha256Hex(f.content)}`] : [];
+    });
+    if (!drop.length) throw new Error(`fake fleet: unrecognised record script on ${this.host.name}:\n${script}`);
+    const old = this.files.get(LOADED_FILE)?.content.toString('utf8').split('\n').filter((l) => l && !drop.some((s) => l.startsWith(`${s} `))) ?? [];
+    this.writeFile(LOADED_FILE, [...old, ...lines].map((l) => `${l}\n`).join(''), 0o644);
+  }
+
+  /**
+   * The Vault Agent starts: unwraps the delivered secret_id once (removing the file), then renders every host
+   * secret from the store with its mode/owner/group; daemon mode keeps a token in the sink, oneshot mode exits.
+   */
+  private startAgent(): void {
+    const inv = this.fleet.inventory;
     const roleId = this.files.get(AGENT_FILES.roleId);
     const wrapped = this.files.get(AGENT_FILES.secretId);
-    const authenticated = !!roleId && !!wrapped && this.fleet.vault.agentUnwrap(wrapped.content.toString('utf8'), role);
+    const authenticated = !!roleId && !!wrapped && this.fleet.store.vault.agentUnwrap(wrapped.content.toString('utf8'), roleName(inv, this.host));
     if (wrapped) this.files.delete(AGENT_FILES.secretId); // remove_secret_id_file_after_reading
-    this.agent = { pid: 1000 + Math.floor(Math.random() * 30000), startedAt: nowSeconds(), token: authenticated };
+    this.agent = { pid: 1000 + Math.floor(Math.random() * 30000), startedAt: nowSeconds() };
     if (!authenticated) return;
-    const hex = this.fleet.vault.current(this.fleet.inventory.vault.kvMount, engineJwtKvPath(this.fleet.inventory, node.name));
-    if (hex) this.writeFile(AGENT_FILES.jwt, hex, parseInt(node.jwt.mode, 8), node.jwt.owner ?? 'root', node.jwt.group ?? 'root');
-    if (this.fleet.inventory.vault.agentMode === 'oneshot') this.agent = undefined;
+    for (const s of hostSecrets(inv, this.host)) {
+      const v = this.fleet.store.peek(s.ref);
+      if (v && this.dirs.has(s.dir)) this.writeFile(s.path, v, parseInt(s.mode, 8), s.owner ?? 'root', s.group ?? 'root');
+    }
+    if (inv.vault.agentMode === 'oneshot') this.agent = undefined;
+    else this.writeFile(AGENT_FILES.tokenSink, `hvs.agent-${randomBytes(8).toString('hex')}`, 0o600);
   }
 }
 
@@ -480,22 +754,22 @@ function parseOpts(s: string): { size?: number; mode?: string; noswap: boolean }
 
 // ------------------------------------------------------------------------------------------------ fleet
 
-/** The fleet: one FakeHost per inventory host, the records, and per-host Engine API servers. */
+/** The fleet: one FakeHost per inventory host, the records, the store, and per-host Engine API servers. */
 export class FakeFleet {
   readonly hosts = new Map<string, FakeHost>();
   readonly ops: OpRecord[] = [];
   readonly windows: DownWindow[] = [];
   readonly connects: string[] = [];
-  readonly vault = new FakeVault();
-  readonly backends: Backends;
+  readonly store: MemoryStore;
   readonly t0 = performance.now();
   /** Hosts whose connect() fails. */
   readonly unreachable = new Set<string>();
   private readonly servers = new Map<string, Server>();
 
-  constructor(readonly inventory: Inventory) {
+  /** `delivery`: how the fake store delivers (default `agent`: Vault Agents; `host-fetch`: the hosts fetch themselves). */
+  constructor(readonly inventory: Inventory, o: { delivery?: Delivery } = {}) {
     for (const h of [...inventory.nodes, ...inventory.cosigners]) this.hosts.set(h.name, new FakeHost(h, this));
-    this.backends = fakeBackends(inventory, this.vault);
+    this.store = new MemoryStore(inventory, o);
   }
 
   host(name: string): FakeHost {
@@ -531,9 +805,9 @@ export class FakeFleet {
     return this.ops.filter((o): o is PutRecord => o.kind === 'put' && o.host === host);
   }
 
-  /** Every secret value in play: the Vault's (JWT versions, role_ids, wrapping tokens, secret_ids) and any extra. */
+  /** Every secret value in play: the store's (JWT versions, env values, role_ids, wrapping tokens, secret_ids) and any extra. */
   secretTexts(extra: (Secret | string)[] = []): string[] {
-    return [...this.vault.secrets, ...extra].map((s) => (s instanceof Secret ? s.revealText() : s));
+    return [...this.store.secrets, ...extra].map((s) => (s instanceof Secret ? s.revealText() : s));
   }
 
   async engineServer(h: FakeHost): Promise<number> {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KryptonError } from '../../src/core/errors.ts';
 import { loadPlaybook } from '../../src/playbook/loader.ts';
-import { TASKS } from '../../src/tasks/index.ts';
+import { RENAMED_TASKS, TASKS } from '../../src/tasks/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TMP = mkdtempSync(join(tmpdir(), 'krypton-playbook-test-'));
@@ -53,16 +53,19 @@ describe("the repo's playbooks load", () => {
     });
   }
 
-  it('provision.yml: the Vault steps in order, params validated with defaults, validator budget 1', async () => {
+  /** The steps the executor runs for a store of `delivery` (src/executor/run.ts: a task's `delivery`, default all). */
+  const stepsFor = (pb: Awaited<ReturnType<typeof loadPlaybook>>, delivery: 'agent' | 'host-fetch' | 'operator') =>
+    pb.plays[0]!.steps.filter((s) => !s.task.delivery || s.task.delivery.includes(delivery)).map((s) => s.task.id);
+
+  it('provision.yml: one playbook for every store — the steps each delivery runs, in order; params validated with defaults, validator budget 1', async () => {
     const pb = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
     const [play] = pb.plays;
     expect(play!.maxValidatorsDown).toBe(1);
     expect(play!.serial).toEqual([]);
-    const vaultSteps = play!.steps.filter((s) => !s.task.backends || s.task.backends.includes('vault'));
-    expect(vaultSteps.map((s) => s.task.id)).toEqual([
-      'vault.seed-engine-jwt',
-      'vault.node-policy',
-      'vault.node-approle',
+    expect(stepsFor(pb, 'agent')).toEqual([
+      'secret.seed',
+      'vault.policy',
+      'vault.approle',
       'mount.tmpfs',
       'agent.render-config',
       'vault.deliver-secret-id',
@@ -71,8 +74,20 @@ describe("the repo's playbooks load", () => {
       'node.restart-lockstep',
       'engine.verify-auth',
     ]);
-    expect(play!.steps.find((s) => s.task.id === 'mount.tmpfs')!.params).toEqual({ path: '/run/krypton-secrets', size_bytes: 1048576, mode: '0700' });
+    expect(stepsFor(pb, 'host-fetch')).toEqual(['secret.seed', 'mount.tmpfs', 'secret.put-host-copy', 'secret.fetch-on-host', 'kms.install-boot-step', 'node.set-jwt-path', 'node.restart-lockstep', 'engine.verify-auth']);
+    expect(stepsFor(pb, 'operator')).toEqual(['secret.seed', 'mount.tmpfs', 'secret.fetch-on-host', 'node.set-jwt-path', 'node.restart-lockstep', 'engine.verify-auth']);
+    // mount.tmpfs without a path mounts every tmpfs dir the host's secrets need
+    expect(play!.steps.find((s) => s.task.id === 'mount.tmpfs')!.params).toEqual({ size_bytes: 1048576, mode: '0700' });
+    expect(play!.steps.find((s) => s.task.id === 'kms.install-boot-step')!.params).toEqual({ before: ['docker.service'], tmpfs_size_bytes: 1048576, attempts: 5, unit_dir: '/etc/systemd/system' });
     expect(play!.steps[0]!.params).toEqual({});
+  });
+
+  it('cosigner-bringup.yml: the same secret tasks as nodes, for cosigners, one at a time', async () => {
+    const pb = await loadPlaybook(join(ROOT, 'playbooks', 'cosigner-bringup.yml'));
+    expect(pb.plays[0]).toMatchObject({ hosts: 'cosigners', serial: [1] });
+    expect(stepsFor(pb, 'agent')).toEqual(['horcrux.render-config', 'secret.seed', 'vault.policy', 'vault.approle', 'mount.tmpfs', 'agent.render-config', 'vault.deliver-secret-id', 'agent.start', 'horcrux.start', 'horcrux.verify-keys']);
+    expect(stepsFor(pb, 'host-fetch')).toEqual(['horcrux.render-config', 'secret.seed', 'mount.tmpfs', 'secret.put-host-copy', 'secret.fetch-on-host', 'horcrux.start', 'horcrux.verify-keys']);
+    for (const s of pb.plays[0]!.steps) expect(s.task.appliesTo, s.task.id).not.toBe('node');
   });
 });
 
@@ -93,8 +108,8 @@ describe('loadPlaybook: shapes it accepts', () => {
     const [play] = pb.plays;
     expect(play).toMatchObject({ name: 'p', hosts: ['val-1', 'val-2'], serial: [1, '50%'], maxValidatorsDown: 2, maxRpcDown: Number.MAX_SAFE_INTEGER });
     expect(play!.steps.map((s) => [s.name, s.task.id, s.params])).toEqual([
-      ['the tmpfs', 'mount.tmpfs', { path: '/run/krypton-secrets', size_bytes: 65536, mode: '0700' }],
-      [TASKS.get('mount.tmpfs')!.summary, 'mount.tmpfs', { path: '/run/krypton-secrets', size_bytes: 1048576, mode: '0700' }],
+      ['the tmpfs', 'mount.tmpfs', { size_bytes: 65536, mode: '0700' }],
+      [TASKS.get('mount.tmpfs')!.summary, 'mount.tmpfs', { size_bytes: 1048576, mode: '0700' }],
       [TASKS.get('agent.start')!.summary, 'agent.start', { timeout_seconds: 30 }],
     ]);
   });
@@ -110,6 +125,28 @@ describe('loadPlaybook: bad playbooks are refused at file:line:col', () => {
     const { e, file } = await refusal('- name: p\n  hosts: nodes\n  tasks:\n    - mount.tmpfs\n    - mount.tmpf\n');
     expect(e.message).toBe(`${file}:5:7: unknown task "mount.tmpf"`);
     expect(e.hint).toBe(KNOWN);
+  });
+
+  describe('a task id of an earlier release is refused, naming the task that replaces it', () => {
+    it('every renamed id is gone from TASKS, and every replacement is a task', () => {
+      expect(RENAMED_TASKS.size).toBeGreaterThan(0);
+      for (const [old, now] of RENAMED_TASKS) {
+        expect(TASKS.has(old), old).toBe(false);
+        expect(TASKS.has(now), `${old} -> ${now}`).toBe(true);
+      }
+    });
+
+    for (const [old, now] of RENAMED_TASKS) {
+      it(`${old} -> ${now}`, async () => {
+        const asString = await refusal(`- name: p\n  hosts: nodes\n  tasks:\n    - mount.tmpfs\n    - ${old}\n`);
+        expect(asString.e.message).toBe(`${asString.file}:5:7: task "${old}" was replaced by "${now}" (one task per concern, for nodes and cosigners alike)`);
+        expect(asString.e.hint).toBe(`write ${now} instead (see playbooks/ for the current playbooks)`);
+        // as a map entry with params (the params are not looked at: the id is refused first)
+        const asMap = await refusal(`- name: p\n  hosts: all\n  tasks:\n    - name: old step\n      ${old}: { timeout_seconds: 30 }\n`);
+        expect(asMap.e.message).toBe(`${asMap.file}:5:7: task "${old}" was replaced by "${now}" (one task per concern, for nodes and cosigners alike)`);
+        expect(asMap.e.hint).toContain(now);
+      });
+    }
   });
 
   it('unknown task id (map entry): points at the key', async () => {

@@ -1,13 +1,15 @@
 /**
- * AWS errors in the operator's words (src/backends/aws.ts, aws-apply.ts): from the aws CLI's stderr on a host
+ * AWS errors in the operator's words (src/backends/aws.ts; the host-side fetch's failures through
+ * src/backends/kms-store.ts `awsFetchFailure`, which the KMS and Secrets Manager stores share): from the aws CLI's stderr on a host
  * (samples captured from Debian's /usr/bin/aws 2.9 against the sandbox's moto) and from @aws-sdk v3 errors on
  * the laptop. Each names what failed, the context or the identity, and never a secret.
  */
 import { describe, expect, it } from 'vitest';
 import { awsError, faultFromCliStderr, faultFromSdk, resolveAwsSettings, translateSdkError, type AwsCallContext } from '../../../src/backends/aws.ts';
-import { fetchFailure } from '../../../src/backends/aws-apply.ts';
+import { awsFetchFailure } from '../../../src/backends/kms-store.ts';
 import { arnRegion } from '../../../src/backends/kms.ts';
 import { KryptonError } from '../../../src/core/errors.ts';
+import { FETCH_EXIT } from '../../../src/model/host-fetch.ts';
 
 const CLI = {
   context: '\nAn error occurred (InvalidCiphertextException) when calling the Decrypt operation: \n',
@@ -23,11 +25,25 @@ const CLI = {
   smMissing: '\nAn error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can\'t find the specified secret.\n',
 };
 
-const hostCtx = { backend: 'kms' as const, subject: 'the blob /opt/krypton/secrets/jwt.hex.enc (v1)', keyId: 'alias/krypton-engine-jwt', context: 'purpose=krypton-engine-jwt, network=47337', region: 'eu-west-1', endpointUrl: 'http://198.18.0.1:5000' };
+const hostCtx = {
+  backend: 'kms' as 'kms' | 'secrets-manager',
+  subject: 'the blob /opt/krypton/secrets/jwt.hex.enc (v1)',
+  keyId: 'alias/krypton-engine-jwt' as string | undefined,
+  context: { purpose: 'krypton-engine-jwt', network: '47337' } as Record<string, string> | undefined,
+  region: 'eu-west-1',
+  endpointUrl: 'http://198.18.0.1:5000' as string | undefined,
+};
+/** A failed host-side fetch on `host` (exit `code`, the host's stderr), as the stores report it. */
+const fetchFailure = (c: typeof hostCtx, code: number, stderr: string, host: string) =>
+  awsFetchFailure(
+    { backend: c.backend, host, subject: c.subject, ...(c.keyId ? { keyId: c.keyId } : {}), ...(c.context ? { context: c.context } : {}), target: { region: c.region, ...(c.endpointUrl ? { endpointUrl: c.endpointUrl } : {}) } },
+    code,
+    stderr,
+  );
 
 describe('aws CLI stderr on a host', () => {
   it('InvalidCiphertextException -> E_KMS_CONTEXT naming the context expected', () => {
-    const e = fetchFailure(hostCtx, 2, CLI.context, 'val-2');
+    const e = fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.context, 'val-2');
     expect(e.code).toBe('E_KMS_CONTEXT');
     expect(e.message).toBe(
       'val-2: the blob /opt/krypton/secrets/jwt.hex.enc (v1): the blob was encrypted with a different key or encryption context; expected purpose=krypton-engine-jwt, network=47337 under alias/krypton-engine-jwt',
@@ -36,7 +52,7 @@ describe('aws CLI stderr on a host', () => {
   });
 
   it('AccessDenied (JSON or XML body) -> E_KMS_DENIED naming the action and the identity', () => {
-    const e = fetchFailure(hostCtx, 2, CLI.deniedJson, 'val-3');
+    const e = fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.deniedJson, 'val-3');
     expect(e.code).toBe('E_KMS_DENIED');
     expect(e.message).toContain("AWS refused kms:Decrypt for val-3's AWS identity (arn:aws:iam::123456789012:user/krypton-node-473374-val-3)");
     expect(e.hint).toContain('val-3/iam-policy.json');
@@ -45,30 +61,33 @@ describe('aws CLI stderr on a host', () => {
   });
 
   it('a key that does not exist in the region says so', () => {
-    const e = fetchFailure({ ...hostCtx, region: 'us-east-1' }, 2, CLI.regionGone, 'val-1');
+    const e = fetchFailure({ ...hostCtx, region: 'us-east-1' }, FETCH_EXIT.aws, CLI.regionGone, 'val-1');
     expect(e.code).toBe('E_KMS_DENIED');
     expect(e.message).toMatch(/the key may not exist in region us-east-1/);
   });
 
   it("the CLI's own failures: no credentials, no region, endpoint unreachable, blob missing", () => {
-    expect(fetchFailure(hostCtx, 2, CLI.noCreds, 'val-1')).toMatchObject({ code: 'E_KMS_CONFIG', message: expect.stringMatching(/val-1's AWS identity has no AWS credentials/) });
-    expect(fetchFailure(hostCtx, 2, CLI.noCreds, 'val-1').hint).toMatch(/kms.decrypt: operator/);
-    expect(fetchFailure(hostCtx, 2, CLI.noRegion, 'val-1').code).toBe('E_KMS_CONFIG');
-    expect(fetchFailure(hostCtx, 2, CLI.noEndpoint, 'val-1')).toMatchObject({ code: 'E_KMS', message: expect.stringMatching(/cannot reach KMS .* endpoint http:\/\/198.18.0.1:5000/) });
-    expect(fetchFailure(hostCtx, 2, CLI.noBlob, 'val-1')).toMatchObject({ code: 'E_KMS_CONFIG', message: expect.stringMatching(/missing on the host/) });
-    expect(fetchFailure({ ...hostCtx, backend: 'secrets-manager', subject: 'secret krypton/473374/engine-jwt (v1)' }, 2, CLI.smMissing, 'val-1').code).toBe('E_KMS_CONFIG');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.noCreds, 'val-1')).toMatchObject({ code: 'E_KMS_CONFIG', message: expect.stringMatching(/val-1's AWS identity has no AWS credentials/) });
+    expect(fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.noCreds, 'val-1').hint).toMatch(/kms.decrypt: operator/);
+    expect(fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.noRegion, 'val-1').code).toBe('E_KMS_CONFIG');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.noEndpoint, 'val-1')).toMatchObject({ code: 'E_KMS', message: expect.stringMatching(/cannot reach KMS .* endpoint http:\/\/198.18.0.1:5000/) });
+    expect(fetchFailure(hostCtx, FETCH_EXIT.aws, CLI.noBlob, 'val-1')).toMatchObject({ code: 'E_KMS_CONFIG', message: expect.stringMatching(/missing on the host/) });
+    expect(fetchFailure({ ...hostCtx, backend: 'secrets-manager', subject: 'secret krypton/473374/engine-jwt (v1)', context: undefined }, FETCH_EXIT.aws, CLI.smMissing, 'val-1').code).toBe('E_KMS_CONFIG');
   });
 
   it("the fetch script's own exit codes", () => {
-    expect(fetchFailure(hostCtx, 3, 'krypton-secrets: /run/krypton-secrets is not a tmpfs (ext2/ext3); nothing written', 'val-1').code).toBe('E_PLAN_CONFLICT');
-    expect(fetchFailure(hostCtx, 4, 'krypton-secrets: the value is not exactly 64 lowercase hex characters; nothing written', 'val-1').code).toBe('E_INPUT');
-    expect(fetchFailure(hostCtx, 5, "krypton-secrets: the value's SHA-256 is not the expected …", 'val-1').code).toBe('E_PLAN_CONFLICT');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.notTmpfs, 'krypton-secrets: /run/krypton-secrets is not a tmpfs (ext2/ext3); nothing written', 'val-1').code).toBe('E_PLAN_CONFLICT');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.badValue, 'krypton-secrets: the value is not exactly 64 lowercase hex characters; nothing written', 'val-1').code).toBe('E_INPUT');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.fingerprint, "krypton-secrets: the value's SHA-256 is not the expected …", 'val-1').code).toBe('E_PLAN_CONFLICT');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.noPython, 'krypton-secrets: python3 is missing on this host', 'val-1')).toMatchObject({ code: 'E_KMS_CONFIG', hint: expect.stringMatching(/install python3/) });
+    expect(fetchFailure(hostCtx, FETCH_EXIT.target, 'krypton-secrets: /run/krypton-secrets/jwt.hex is a symlink or a directory; nothing written', 'val-1').code).toBe('E_PLAN_CONFLICT');
     expect(fetchFailure(hostCtx, 127, 'sh: 1: /usr/bin/aws: not found', 'val-1').code).toBe('E_SSH_EXEC');
+    expect(fetchFailure(hostCtx, FETCH_EXIT.aws, 'something the CLI said', 'val-1')).toMatchObject({ code: 'E_KMS', message: 'val-1: the blob /opt/krypton/secrets/jwt.hex.enc (v1): the aws CLI failed: something the CLI said' });
   });
 
   it('never repeats a 32-byte hex value or an access key that reached stderr', () => {
     const hex = 'ab'.repeat(32);
-    const e = fetchFailure(hostCtx, 2, `An error occurred (Weird) when calling the Decrypt operation: ${hex} AKIAABCDEFGHIJKLMNOP`, 'val-1');
+    const e = fetchFailure(hostCtx, FETCH_EXIT.aws, `An error occurred (Weird) when calling the Decrypt operation: ${hex} AKIAABCDEFGHIJKLMNOP`, 'val-1');
     expect(JSON.stringify(e.toJSON())).not.toContain(hex);
     expect(e.message).not.toContain('AKIAABCDEFGHIJKLMNOP');
   });

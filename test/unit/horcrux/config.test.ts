@@ -3,9 +3,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { KryptonError } from '../../../src/core/errors.ts';
-import { renderCosignerAgentConfig, renderCosignerPolicy, renderKeyTemplate } from '../../../src/horcrux/agent.ts';
-import { chainNodes, cosignerSettings, horcruxInventoryProblems, layoutProblems, peerAddressProblem, renderHorcruxConfig } from '../../../src/horcrux/config.ts';
+import { horcruxInventoryProblems, layoutProblems, peerAddressProblem, renderHorcruxConfig } from '../../../src/horcrux/config.ts';
 import { parseInventory } from '../../../src/inventory/loader.ts';
+import { chainNodes, cosignerSettings, hostSecrets } from '../../../src/model/layout.ts';
+import { renderAgentConfig, renderPolicy, renderTemplate } from '../../../src/render/vault-agent.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const FIXTURE = join(HERE, '..', 'fixtures', 'horcrux.yml');
@@ -70,15 +71,16 @@ describe('cosigner settings', () => {
     );
   });
 
-  it('renders the agent config with two templates into the key dir, 0600, and a policy on its own paths only', () => {
-    const hcl = renderCosignerAgentConfig(inv, cos('cosigner-3'));
+  it('renders the agent config with two templates into the key dir, 0600, and a policy on its own paths only (the one renderer nodes use too)', () => {
+    const hcl = renderAgentConfig(inv, cos('cosigner-3'));
     expect(hcl).toContain('secret_id_response_wrapping_path    = "auth/approle/role/krypton-cosigner-473374-cosigner-3/secret-id"');
     expect(hcl).toContain('destination          = "/run/horcrux-keys/ecies_keys.json"');
     expect(hcl).toContain('destination          = "/run/horcrux-keys/473374_shard.json"');
     expect(hcl.match(/perms                = "0600"/g)).toHaveLength(2);
     expect(hcl.match(/backup               = false/g)).toHaveLength(2);
-    expect(renderKeyTemplate(inv, 'cosigner-3', 'shard')).toBe('{{ with secret "secret/data/krypton/473374/horcrux/cosigner-3/shard" }}{{ .Data.data.json }}{{ end }}');
-    const policy = renderCosignerPolicy(inv, 'cosigner-2');
+    const shard = hostSecrets(inv, cos('cosigner-3')).find((s) => s.name === 'shard')!;
+    expect(renderTemplate(inv, shard)).toBe('{{ with secret "secret/data/krypton/473374/horcrux/cosigner-3/shard" }}{{ .Data.data.json }}{{ end }}');
+    const policy = renderPolicy(inv, cos('cosigner-2'));
     expect(policy.match(/^path /gm)).toHaveLength(2);
     expect(policy).toContain('path "secret/data/krypton/473374/horcrux/cosigner-2/ecies"');
     expect(policy).toContain('path "secret/data/krypton/473374/horcrux/cosigner-2/shard"');

@@ -4,15 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../../src/core/secret.ts';
-import {
-  homeState,
-  horcruxProcess,
-  keyDirState,
-  parseCosignerAgentState,
-  parseHomeState,
-  parseHorcruxProcess,
-  parseKeyDirState,
-} from '../../../src/horcrux/facts.ts';
+import { dirState, homeState, horcruxProcess, parseDirState, parseHomeState, parseHorcruxProcess } from '../../../src/facts/dir.ts';
+import { parseAgentState } from '../../../src/facts/secrets.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ks facts '));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -22,7 +15,11 @@ function runScript(script: string): string {
   return execFileSync('sh', ['-c', `( ${script}\n) </dev/null 2>/dev/null`], { encoding: 'utf8' });
 }
 
-describe('key dir fact', () => {
+/**
+ * A cosigner's facts (src/facts/dir.ts, src/facts/secrets.ts), their scripts run with sh on this machine: the key dir
+ * (dirState — the same fact mount.tmpfs reads for every tmpfs dir), the Horcrux home, the agent and the process.
+ */
+describe('key dir fact (dirState)', () => {
   it('lists every entry (files with mode, owner and SHA-256; dirs, links, dotfiles) without their content', () => {
     const d = join(root, 'keys');
     mkdirSync(d, { mode: 0o700 });
@@ -33,9 +30,9 @@ describe('key dir fact', () => {
     writeFileSync(join(d, '.hidden file'), 'x');
     mkdirSync(join(d, 'sub'));
     symlinkSync('/etc/hostname', join(d, 'link'));
-    const out = runScript(keyDirState(d).script);
+    const out = runScript(dirState(d).script);
     expect(out).not.toContain('CONTENT');
-    const f = parseKeyDirState(out);
+    const f = parseDirState(out);
     expect(f.mount).toBeUndefined();
     expect(f).toMatchObject({ exists: true, mode: '0700' });
     const byName = Object.fromEntries(f.entries.map((e) => [e.name, e]));
@@ -48,8 +45,8 @@ describe('key dir fact', () => {
   });
 
   it('an absent dir, and a tmpfs mount line as findmnt prints it', () => {
-    expect(parseKeyDirState(runScript(keyDirState(join(root, 'nope')).script))).toEqual({ exists: false, entries: [] });
-    const f = parseKeyDirState('@mount tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=700,noswap\n@dir 700 root root\n');
+    expect(parseDirState(runScript(dirState(join(root, 'nope')).script))).toEqual({ exists: false, entries: [] });
+    const f = parseDirState('@mount tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=700,noswap\n@dir 700 root root\n');
     expect(f).toEqual({ mount: { fsType: 'tmpfs', options: ['rw', 'nosuid', 'nodev', 'noexec', 'relatime', 'size=1024k', 'mode=700', 'noswap'], sizeBytes: 1048576 }, exists: true, mode: '0700', owner: 'root', group: 'root', entries: [] });
   });
 });
@@ -74,16 +71,17 @@ describe('home fact', () => {
 });
 
 describe('agent and process facts', () => {
-  it('parses a running agent and a stopped one', () => {
-    expect(parseCosignerAgentState('@agent running 4242 1732950100.500000000\n@sink yes\n@secret_id no\n@mtime 1732949900.25\n@mtime 1732949901.5\n')).toEqual({
+  it('parses a running agent and a stopped one (one agent fact for nodes and cosigners: the latest of the config and template mtimes)', () => {
+    expect(parseAgentState('@agent running 4242 1732950100.500000000\n@sink yes\n@secret_id no\n@leftovers 0\n@mtime 1732949900.25\n@mtime 1732949901.5\n')).toEqual({
       running: true,
       pid: 4242,
       startedAt: 1732950100.5,
       tokenSink: true,
       secretIdFile: false,
+      leftoverTempFiles: 0,
       configMtime: 1732949901.5,
     });
-    expect(parseCosignerAgentState('@agent stopped\n@sink no\n@secret_id yes\n')).toEqual({ running: false, tokenSink: false, secretIdFile: true });
+    expect(parseAgentState('@agent stopped\n@sink no\n@secret_id yes\n@leftovers 1\n')).toEqual({ running: false, tokenSink: false, secretIdFile: true, leftoverTempFiles: 1 });
   });
 
   it('runs the status command with quoted argv and reports its exit status', () => {

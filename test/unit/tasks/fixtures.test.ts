@@ -8,20 +8,30 @@
  *                                                             same count, same order; unlisted keys ignored
  *   expect: { no_change: "<regex the reason must match>" }
  *   expect: { refuse: E_PLAN_CONFLICT }                       code; optional refuse_message: "<regex>"
+ *   expect: { skipped: true }                                 the executor does not run the task for this host
+ *                                                             and store (appliesTo / delivery); plan is not called
+ *
+ * The plan context is what the executor gives: the host, the inventory, `restart_pending`, `resume`, and the
+ * store's capabilities as `openStore` would choose them for the inventory (vault: delivery `agent`; kms: `host-fetch`
+ * with host copies, or `operator` with `kms.decrypt: operator`; secrets-manager: `host-fetch`, no host copies).
  *
  * YAML tags understood here:
  *   !secret <text>                 a Secret holding <text>; the runner fails the fixture when that text appears
  *                                  in JSON.stringify(plan) or util.inspect(plan, {depth: 10})
  *   !rendered_sha256 <which>       SHA-256 of what the renderer produces for this fixture's inventory and host:
- *                                  `vault-agent.hcl` (node or cosigner), `jwt.ctmpl`, `node-policy`,
- *                                  `ecies_keys.ctmpl`, `shard.ctmpl`, `horcrux-config.yaml`, `cosigner-policy`
- *                                  (so a renderer change does not need every "current" digest pasted again)
- *   !rendered <which>              the rendered text itself (e.g. a live policy that is current)
+ *                                  `vault-agent.hcl`, any host secret's template by file name (`jwt.ctmpl`,
+ *                                  `node-env.ctmpl`, `ecies_keys.ctmpl`, `shard.ctmpl`), `policy` (the host's ACL
+ *                                  policy), `horcrux-config.yaml`, `krypton-secrets-boot` / `krypton-secrets-boot.service`
+ *                                  (the boot step as kms.install-boot-step renders it from this fixture's params and
+ *                                  `fetches` fact) — so a renderer change does not need every "current" digest pasted again
+ *   !rendered <which>              the rendered text itself (e.g. a live policy that is current, or the body an
+ *                                  action must carry); both tags work in facts and in `expect`
  *
  * A top-level fact given as `null` is handed to `plan` as `undefined` (facts say "absent" with undefined).
- * The runner also fails: a noChange without a non-empty reason, a refusal without a message or hint, an
- * unknown/missing fixture key, facts whose keys differ from the task's declared facts, and a task in TASKS
- * without a fixture directory (or a directory naming no task).
+ * The runner also fails: a noChange without a non-empty reason, a refusal without a message or hint, a plan that
+ * holds a Secret anywhere (plans carry references, never values), an unknown/missing fixture key, facts whose keys
+ * differ from the task's declared facts, a fixture for a host/store the task is not run for (unless it expects
+ * `skipped`), and a task in TASKS without a fixture directory (or a directory naming no task).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -32,13 +42,14 @@ import { parse, type ScalarTag } from 'yaml';
 import { z } from 'zod';
 import { KryptonError } from '../../../src/core/errors.ts';
 import { Secret, sha256Hex } from '../../../src/core/secret.ts';
-import { change, defineTask, noChange, type AnyTask, type Plan, type PlanContext } from '../../../src/core/task.ts';
-import { act } from '../../../src/core/action.ts';
+import { change, defineTask, noChange, refuse, type AnyTask, type Plan, type PlanContext, type StoreCapabilities } from '../../../src/model/task.ts';
+import { act } from '../../../src/model/action.ts';
 import { parseInventory } from '../../../src/inventory/loader.ts';
-import type { CosignerHost, Host, Inventory } from '../../../src/inventory/model.ts';
-import { renderCosignerAgentConfig, renderCosignerPolicy, renderKeyTemplate } from '../../../src/horcrux/agent.ts';
+import type { CosignerHost, Host, Inventory } from '../../../src/model/inventory.ts';
+import { hostSecrets, templatePath, tmpfsDirs } from '../../../src/model/layout.ts';
 import { renderHorcruxConfig } from '../../../src/horcrux/config.ts';
-import { renderAgentConfig, renderJwtTemplate, renderNodePolicy } from '../../../src/render/vault-agent.ts';
+import { renderAgentConfig, renderPolicy, renderTemplate } from '../../../src/render/vault-agent.ts';
+import { BOOT_FILES, renderBootScript, renderBootUnit, type BootFetch } from '../../../src/render/boot.ts';
 import { TASKS } from '../../../src/tasks/index.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -49,15 +60,44 @@ class RenderedDigest {
   constructor(readonly which: string, readonly text = false) {}
 }
 
-const RENDERERS: Record<string, (inv: Inventory, host: Host) => string> = {
-  'vault-agent.hcl': (inv, host) => (host.kind === 'node' ? renderAgentConfig(inv, host) : renderCosignerAgentConfig(inv, host as CosignerHost)),
-  'ecies_keys.ctmpl': (inv, host) => renderKeyTemplate(inv, host.name, 'ecies'),
-  'shard.ctmpl': (inv, host) => renderKeyTemplate(inv, host.name, 'shard'),
-  'horcrux-config.yaml': (inv, host) => renderHorcruxConfig(inv, host as CosignerHost),
-  'cosigner-policy': (inv, host) => renderCosignerPolicy(inv, host.name),
-  'jwt.ctmpl': (inv, host) => renderJwtTemplate(inv, host.name),
-  'node-policy': (inv, host) => renderNodePolicy(inv, host.name),
+/** What a renderer may use: the fixture's inventory and host, its validated params and its raw facts. */
+interface RenderContext {
+  inv: Inventory;
+  host: Host;
+  params: Record<string, unknown>;
+  facts: Record<string, unknown>;
+}
+
+/** The boot step's options as kms.install-boot-step derives them from its params. */
+const bootOptions = (p: Record<string, unknown>) => ({ tmpfsSizeBytes: p['tmpfs_size_bytes'] as number, attempts: p['attempts'] as number, before: p['before'] as string[] });
+
+const RENDERERS: Record<string, (c: RenderContext) => string> = {
+  'vault-agent.hcl': ({ inv, host }) => renderAgentConfig(inv, host),
+  policy: ({ inv, host }) => renderPolicy(inv, host),
+  'horcrux-config.yaml': ({ inv, host }) => renderHorcruxConfig(inv, host as CosignerHost),
+  [BOOT_FILES.script.slice(BOOT_FILES.script.lastIndexOf('/') + 1)]: ({ inv, host, params, facts }) =>
+    renderBootScript(inv, host, tmpfsDirs(inv, host), (facts['fetches'] as { list: BootFetch[] }).list, bootOptions(params)),
+  [BOOT_FILES.unitName]: ({ inv, host, params }) => renderBootUnit(inv, host, bootOptions(params)),
 };
+
+/** A renderer by name, or a host secret's agent template by its file name (`jwt.ctmpl`, `node-env.ctmpl`, …). */
+function renderer(which: string, inv: Inventory, host: Host): ((c: RenderContext) => string) | undefined {
+  if (RENDERERS[which]) return RENDERERS[which];
+  const s = hostSecrets(inv, host).find((x) => templatePath(x).endsWith(`/${which}`));
+  return s ? ({ inv: i }) => renderTemplate(i, s) : undefined;
+}
+
+/** The store's capabilities for an inventory, as `openStore` chooses the store (src/backends/*-store.ts). */
+function storeOf(inv: Inventory): StoreCapabilities {
+  if (inv.backend === 'vault') return { delivery: 'agent', hostCopies: false };
+  if (inv.backend === 'kms') return { delivery: inv.kms?.decrypt === 'operator' ? 'operator' : 'host-fetch', hostCopies: true };
+  return { delivery: 'host-fetch', hostCopies: false };
+}
+
+/** Whether the executor runs `task` on `host` with this store (src/executor/run.ts `applicable`). */
+function runsFor(task: AnyTask, host: Host, store: StoreCapabilities): boolean {
+  return (task.appliesTo === 'any' || task.appliesTo === host.kind) && (!task.delivery || task.delivery.includes(store.delivery));
+}
 
 const fixtureSchema = z.strictObject({
   description: z.string().min(1),
@@ -73,6 +113,7 @@ const fixtureSchema = z.strictObject({
     z.strictObject({ change: z.array(z.record(z.string(), z.unknown())).min(1) }),
     z.strictObject({ no_change: z.string().min(1) }),
     z.strictObject({ refuse: z.string().regex(/^E_[A-Z_]+$/), refuse_message: z.string().min(1).optional() }),
+    z.strictObject({ skipped: z.literal(true) }),
   ]),
 });
 
@@ -118,17 +159,29 @@ function inventory(name: string): Inventory {
 }
 
 /** Replaces RenderedDigest placeholders (anywhere in plain data) by the digest of the rendered text. */
-function resolvePlaceholders(v: unknown, inv: Inventory, host: Host): unknown {
+function resolvePlaceholders(v: unknown, c: RenderContext): unknown {
   if (v instanceof RenderedDigest) {
-    const render = RENDERERS[v.which];
-    if (!render) throw new Error(`!rendered ${v.which}: expected one of ${Object.keys(RENDERERS).join(', ')}`);
-    return v.text ? render(inv, host) : sha256Hex(render(inv, host));
+    const render = renderer(v.which, c.inv, c.host);
+    if (!render) throw new Error(`!rendered ${v.which}: expected one of ${Object.keys(RENDERERS).join(', ')} or a template of ${c.host.name} (${hostSecrets(c.inv, c.host).map((s) => templatePath(s).split('/').pop()).join(', ')})`);
+    return v.text ? render(c) : sha256Hex(render(c));
   }
-  if (Array.isArray(v)) return v.map((x) => resolvePlaceholders(x, inv, host));
+  if (Array.isArray(v)) return v.map((x) => resolvePlaceholders(x, c));
   if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolvePlaceholders(x, inv, host)]));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolvePlaceholders(x, c)]));
   }
   return v;
+}
+
+/** Where in `v` a Secret sits (a path like `actions.0.content`), or undefined. */
+function secretIn(v: unknown, path = 'plan', seen = new Set<unknown>()): string | undefined {
+  if (v instanceof Secret) return path;
+  if (v === null || typeof v !== 'object' || seen.has(v)) return undefined;
+  seen.add(v);
+  for (const [k, x] of Object.entries(v)) {
+    const found = secretIn(x, `${path}.${k}`, seen);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function describePlan(p: Plan): string {
@@ -149,18 +202,25 @@ function checkFixture(task: AnyTask, fixture: Fixture, secrets: Secret[], file: 
   const inv = inventory(fixture.inventory);
   const host = [...inv.nodes, ...inv.cosigners].find((h) => h.name === fixture.host);
   if (!host) throw new Error(`${file}: host ${fixture.host} is not in ${fixture.inventory}`);
-  if (task.appliesTo !== 'any' && task.appliesTo !== host.kind) throw new Error(`${file}: ${taskId} applies to ${task.appliesTo}s, ${host.name} is a ${host.kind}`);
+  const store = storeOf(inv);
+  const runs = runsFor(task, host, store);
+  if ('skipped' in fixture.expect) {
+    expect(runs, `${file}: expected ${taskId} to be skipped for ${host.name} (a ${host.kind}, delivery ${store.delivery})`).toBe(false);
+    return;
+  }
+  if (!runs) {
+    throw new Error(`${file}: the executor does not run ${taskId} (applies to ${task.appliesTo}, delivery ${task.delivery?.join('/') ?? 'any'}) for ${host.name} (a ${host.kind}, delivery ${store.delivery}); expect: { skipped: true }`);
+  }
 
   const params = task.params.parse(fixture.params ?? {});
 
   // The fixture's facts are exactly what plan receives: same keys as the task declares.
   const declared = Object.keys(task.facts(params, host, inv)).sort();
   expect(Object.keys(fixture.facts).sort(), `${file}: facts keys must be the task's fact names`).toEqual(declared);
-  const facts = Object.fromEntries(
-    Object.entries(fixture.facts).map(([k, v]) => [k, v === null ? undefined : resolvePlaceholders(v, inv, host)]),
-  );
+  const rc: RenderContext = { inv, host, params: params as Record<string, unknown>, facts: fixture.facts };
+  const facts = Object.fromEntries(Object.entries(fixture.facts).map(([k, v]) => [k, v === null ? undefined : resolvePlaceholders(v, rc)]));
 
-  const ctx: PlanContext = { host, inventory: inv, restartPending: fixture.restart_pending, resume: fixture.resume };
+  const ctx: PlanContext = { host, inventory: inv, restartPending: fixture.restart_pending, resume: fixture.resume, store };
   const plan: Plan = task.plan(params, facts, ctx);
 
   // Invariant: no secret given to the task shows up in what it returns.
@@ -171,6 +231,9 @@ function checkFixture(task: AnyTask, fixture: Fixture, secrets: Secret[], file: 
     expect(json.includes(text), `${file}: a !secret value appears in JSON.stringify(plan)`).toBe(false);
     expect(inspected.includes(text), `${file}: a !secret value appears in util.inspect(plan)`).toBe(false);
   }
+
+  // Plans carry references and versions, never values.
+  expect(secretIn(plan), `${file}: the plan holds a Secret`).toBeUndefined();
 
   // Invariants on every plan, whatever the fixture expects.
   if (plan.kind === 'noChange') expect(plan.reason.trim(), `${file}: a noChange needs a reason`).not.toBe('');
@@ -190,7 +253,7 @@ function checkFixture(task: AnyTask, fixture: Fixture, secrets: Secret[], file: 
     expect(plan.actions.length, `${file}: action count; got ${describePlan(plan)}`).toBe(want.change.length);
     want.change.forEach((w, i) => {
       const actual = plan.actions[i] as unknown as Record<string, unknown>;
-      for (const [k, v] of Object.entries(w)) {
+      for (const [k, v] of Object.entries(resolvePlaceholders(w, rc) as Record<string, unknown>)) {
         expect(actual[k], `${file}: action ${i} key ${k}`).toEqual(v);
       }
     });
@@ -198,7 +261,7 @@ function checkFixture(task: AnyTask, fixture: Fixture, secrets: Secret[], file: 
     expect(plan.kind, `${file}: expected no change, got ${describePlan(plan)}`).toBe('noChange');
     if (plan.kind !== 'noChange') return;
     expect(plan.reason).toMatch(new RegExp(want.no_change));
-  } else {
+  } else if ('refuse' in want) {
     expect(plan.kind, `${file}: expected a refusal, got ${describePlan(plan)}`).toBe('refuse');
     if (plan.kind !== 'refuse') return;
     expect(plan.error.code).toBe(want.refuse);
@@ -258,6 +321,67 @@ describe('task fixture runner', () => {
   it('fails facts whose keys are not the task\'s fact names', () => {
     const { fixture, secrets } = readFixture('keys.yaml', fixtureText('valu: null', '{ no_change: ".*" }', '{ reason: r }'));
     expect(() => checkFixture(leaky, fixture, secrets, 'keys.yaml')).toThrow(/facts keys/);
+  });
+
+  it('fails a plan that holds a Secret anywhere, even one whose text is not a !secret of the fixture', () => {
+    const carrier = defineTask({
+      id: 'test.carrier',
+      summary: 'a task that puts a value into its plan',
+      appliesTo: 'any',
+      params: z.strictObject({}).prefault({}),
+      facts: () => ({}),
+      plan: (): Plan => change({ kind: 'put', path: '/run/krypton-secrets/x', content: new Secret('value-from-nowhere') as unknown as string, mode: '0600', description: 'write x' }),
+    }) as AnyTask;
+    const { fixture, secrets } = readFixture('carrier.yaml', 'description: d\nhost: val-1\nfacts: {}\nexpect: { change: [{ kind: put }] }\n');
+    expect(() => checkFixture(carrier, fixture, secrets, 'carrier.yaml')).toThrow(/the plan holds a Secret/);
+  });
+
+  it('fails a refusal without a hint', () => {
+    const noHint = defineTask({
+      id: 'test.no-hint',
+      summary: 'refuses without a hint',
+      appliesTo: 'any',
+      params: z.strictObject({}).prefault({}),
+      facts: () => ({}),
+      plan: (): Plan => refuse('E_INPUT', 'no', ''),
+    }) as AnyTask;
+    const { fixture, secrets } = readFixture('no-hint.yaml', 'description: d\nhost: val-1\nfacts: {}\nexpect: { refuse: E_INPUT }\n');
+    expect(() => checkFixture(noHint, fixture, secrets, 'no-hint.yaml')).toThrow(/needs a hint/);
+  });
+
+  it('a task the executor skips for the host or store needs `skipped`, and `skipped` needs a task the executor skips', () => {
+    const agentOnly = TASKS.get('vault.policy')!;
+    const onKms = readFixture('kms.yaml', 'description: d\nhost: val-1\ninventory: kms.yml\nfacts: { policy: null }\nexpect: { no_change: x }\n');
+    expect(() => checkFixture(agentOnly, onKms.fixture, onKms.secrets, 'kms.yaml')).toThrow(/does not run vault.policy .*delivery host-fetch.*skipped/);
+    const skipped = readFixture('skip.yaml', 'description: d\nhost: val-1\ninventory: kms.yml\nfacts: {}\nexpect: { skipped: true }\n');
+    expect(() => checkFixture(agentOnly, skipped.fixture, skipped.secrets, 'skip.yaml')).not.toThrow();
+    const onVault = readFixture('vault.yaml', 'description: d\nhost: val-1\nfacts: {}\nexpect: { skipped: true }\n');
+    expect(() => checkFixture(agentOnly, onVault.fixture, onVault.secrets, 'vault.yaml')).toThrow(/expected vault.policy to be skipped/);
+    const nodeOnly = TASKS.get('node.set-jwt-path')!;
+    const onCosigner = readFixture('c.yaml', 'description: d\nhost: cosigner-1\nfacts: {}\nexpect: { skipped: true }\n');
+    expect(() => checkFixture(nodeOnly, onCosigner.fixture, onCosigner.secrets, 'c.yaml')).not.toThrow();
+  });
+
+  it('the store capabilities of each fixture inventory are those of the store openStore would open for it', async () => {
+    // Loaded here only, so that a backend module under change cannot take every fixture down with it.
+    const [{ capabilities }, { createKmsStore }, { createSmStore }, { createVaultStore }] = await Promise.all([
+      import('../../../src/executor/run.ts'),
+      import('../../../src/backends/kms-store.ts'),
+      import('../../../src/backends/sm-store.ts'),
+      import('../../../src/backends/vault-store.ts'),
+    ]);
+    const unused = () => {
+      throw new Error('not called: creating a store contacts nothing');
+    };
+    const real = (inv: Inventory) =>
+      capabilities(inv.backend === 'vault' ? createVaultStore(inv, {} as never) : inv.backend === 'kms' ? createKmsStore(inv, unused) : createSmStore(inv, unused, unused));
+    const files = readdirSync(FIXTURE_INVENTORIES).filter((f) => f.endsWith('.yml'));
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) expect(storeOf(inventory(f)), f).toEqual(real(inventory(f)));
+    expect(storeOf(inventory('inventory.yml'))).toEqual({ delivery: 'agent', hostCopies: false });
+    expect(storeOf(inventory('kms.yml'))).toEqual({ delivery: 'host-fetch', hostCopies: true });
+    expect(storeOf(inventory('kms-operator.yml'))).toEqual({ delivery: 'operator', hostCopies: true });
+    expect(storeOf(inventory('secrets-manager.yml'))).toEqual({ delivery: 'host-fetch', hostCopies: false });
   });
 
   it('rejects an unknown or missing expectation key, and unknown fixture keys', () => {

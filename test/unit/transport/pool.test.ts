@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KryptonError } from '../../../src/core/errors.ts';
-import type { Transport } from '../../../src/transport/transport.ts';
+import type { Transport } from '../../../src/core/transport.ts';
 import { ChannelLimiter, ConnectionPool, type SshTarget } from '../../../src/transport/ssh.ts';
 
 const target = (name: string): SshTarget => ({ name, address: '127.0.0.1', port: 22, user: 'root' });

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandLine, shellQuote } from '../../../src/transport/transport.ts';
+import { commandLine, shellQuote } from '../../../src/core/transport.ts';
 
 // What the remote side does with an exec request is `$SHELL -c "<command line>"`; here the local POSIX
 // shells stand in for it. Every argv element must come back byte for byte, and nothing may be expanded.

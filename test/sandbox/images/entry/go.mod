@@ -1,0 +1,3 @@
+module krypton-sandbox/entry
+
+go 1.22
