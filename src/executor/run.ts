@@ -272,8 +272,7 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
       needers.set(k, e);
     }
   }
-  const problems: string[] = [];
-  let first: KryptonError | undefined;
+  const failures: { e: KryptonError; hosts: string[] }[] = [];
   await Promise.all(
     [...needers.entries()].map(async ([k, { ref, hosts: hs }]) => {
       const p = o.store.current(ref);
@@ -282,22 +281,17 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
         await p;
       } catch (err) {
         memo.delete(`stored:${k}`);
-        const e = toKryptonError(err);
-        if (e.code !== 'E_INPUT') {
-          first ??= e;
-          return;
-        }
-        problems.push(`${e.message} (needed by ${hs.join(', ')})`);
-        first ??= e;
+        failures.push({ e: toKryptonError(err), hosts: hs });
       }
     }),
   );
-  if (problems.length) {
-    throw new KryptonError('E_INPUT', `the store holds ${problems.length === 1 ? 'a value' : 'values'} that cannot be used; nothing was changed on any host:\n${problems.map((p) => `- ${p}`).join('\n')}`, {
-      hint: first?.hint ?? 'write a valid value in the store, then run again',
-    });
-  }
-  if (first) throw first;
+  if (!failures.length) return;
+  // A backend fault (a context, a right, a region) keeps its own code; invalid values are E_INPUT (exit 3).
+  const lead = failures.find((f) => f.e.code !== 'E_INPUT') ?? failures[0]!;
+  const lines = failures.map((f) => `${f.e.message} (needed by ${f.hosts.join(', ')})`);
+  throw new KryptonError(lead.e.code, `${lines.length === 1 ? lines[0] : `the store's values cannot be used:\n${lines.map((l) => `- ${l}`).join('\n')}`}; nothing was changed on any host`, {
+    hint: lead.e.hint ?? 'fix the value in the store, then run again',
+  });
 }
 
 /** What plans may know about the store. */

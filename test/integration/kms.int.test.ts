@@ -8,6 +8,7 @@ import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import { DecryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateSecretCommand, DescribeSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ERROR_CODES } from '../../src/core/errors.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInventory } from '../../src/inventory/loader.ts';
 import { policyJson, renderNodeIamPolicy } from '../../src/render/iam-policy.ts';
@@ -88,6 +89,11 @@ function expectOk(r: CliResult): void {
 
 function failedWith(r: CliResult, host: string): { code: string; message: string } | undefined {
   return r.summary?.hosts[host]?.error;
+}
+
+/** The run's own error (`{"type":"error"}`): a bad stored value stops the whole run before any host is touched. */
+function runError(r: CliResult): { code: string; message: string; hint?: string } | undefined {
+  return r.events.find((e) => e['type'] === 'error')?.['error'] as { code: string; message: string; hint?: string } | undefined;
 }
 
 describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM, /usr/bin/aws, real sshd)', () => {
@@ -214,19 +220,19 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     expect(r.summary?.hosts['val-2']?.status).toBe('unchanged');
   });
 
-  it('a blob for network 473374 does not decrypt as 47337: every host fails with E_KMS_CONTEXT naming the context, nothing is written', async () => {
+  it('a blob for network 473374 does not decrypt as 47337: the run stops with E_KMS_CONTEXT naming the context and the hosts, nothing is written', async () => {
     const inv = await inventoryVariant(info, 'inventory.47337.yml', (t) => t.replace('network: "473374"', 'network: "47337"'));
     await mkdir(join(info.dir, 'blobs/47337/engine-jwt'), { recursive: true });
     await copyFile(join(info.dir, 'blobs/473374/engine-jwt/v1.enc'), join(info.dir, 'blobs/47337/engine-jwt/v1.enc'));
     const before = await Promise.all(nodes.map((n) => hostSh(n, 'stat -c "%Y %s" /run/krypton-secrets/jwt.hex /opt/krypton/secrets/jwt.hex.enc; cat /opt/krypton/.env')));
 
+    // Read before any host is touched: the whole run stops with the backend's code, naming the blob, the context and the hosts.
     const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json']);
-    expect(r.code).toBe(1);
-    for (const n of nodes) {
-      const e = failedWith(r, n);
-      expect(e?.code, n).toBe('E_KMS_CONTEXT');
-      expect(e?.message).toMatch(/blobs\/47337\/engine-jwt\/v1\.enc: the blob was encrypted with a different key or encryption context; expected purpose=krypton-engine-jwt, network=47337/);
-    }
+    expect(r.code).toBe(ERROR_CODES.E_KMS_CONTEXT);
+    expect(r.summary).toBeUndefined();
+    expect(runError(r)?.code).toBe('E_KMS_CONTEXT');
+    expect(runError(r)?.message).toMatch(/blobs\/47337\/engine-jwt\/v1\.enc: the blob was encrypted with a different key or encryption context; expected purpose=krypton-engine-jwt, network=47337/);
+    expect(runError(r)?.message).toMatch(/needed by val-1, val-2, val-3\); nothing was changed on any host/);
     const after = await Promise.all(nodes.map((n) => hostSh(n, 'stat -c "%Y %s" /run/krypton-secrets/jwt.hex /opt/krypton/secrets/jwt.hex.enc; cat /opt/krypton/.env')));
     expect(after.map((a) => a.stdout)).toEqual(before.map((b) => b.stdout));
     await rm(join(info.dir, 'blobs/47337'), { recursive: true, force: true });
@@ -235,12 +241,9 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
   it('a region mismatch is said as such: the blob\'s key is in eu-west-1, the inventory says us-east-1; nothing is written', async () => {
     const inv = await inventoryVariant(info, 'inventory.us-east-1.yml', (t) => t.replace('  region: eu-west-1', '  region: us-east-1'));
     const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json']);
-    expect(r.code).toBe(1);
-    for (const n of nodes) {
-      expect(failedWith(r, n)?.code, n).toBe('E_KMS_CONFIG');
-      expect(failedWith(r, n)?.message).toMatch(/region mismatch: the blob blobs\/473374\/engine-jwt\/v1\.enc uses KMS key arn:aws:kms:eu-west-1:\S+ in eu-west-1, but requests go to us-east-1 \(from inventory kms\.region\)/);
-      expect(await jwtSha(n), n).toBe(sha256(jwtHex));
-    }
+    expect(r.code).toBe(ERROR_CODES.E_KMS_CONFIG);
+    expect(runError(r)?.message).toMatch(/region mismatch: the blob blobs\/473374\/engine-jwt\/v1\.enc uses KMS key arn:aws:kms:eu-west-1:\S+ in eu-west-1, but requests go to us-east-1 \(from inventory kms\.region\)/);
+    for (const n of nodes) expect(await jwtSha(n), n).toBe(sha256(jwtHex));
     // With no blob yet the key itself is looked up in the wrong region: KMS says the alias is not there.
     const fresh = await inventoryVariant(info, 'inventory.us-east-1-fresh.yml', (t) => t.replace('  region: eu-west-1', '  region: us-east-1').replace('network: "473374"', 'network: "47337"'));
     const f = await cli(info, ['apply', PROVISION, '-i', fresh, '--limit', 'val-1', '--json']);
@@ -249,7 +252,7 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     expect(await readdir(join(info.dir, 'blobs/47337')).catch(() => [])).toEqual([]);
   });
 
-  it('per node: each node gets its own JWT; a blob for node=val-1 does not decrypt on val-2 (host side and laptop side), and nothing is written', async () => {
+  it('per node: each node gets its own JWT; a blob for node=val-1 does not decrypt on val-2 (host side; laptop side stops the run), and nothing is written', async () => {
     const inv = await inventoryVariant(info, 'inventory.per-node.yml', (t) => t.replace('  endpoint_url:', '  per_node: true\n  endpoint_url:'));
     const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json']);
     expectOk(r);
@@ -266,13 +269,13 @@ describe('backend kms: KMS blobs decrypted on the host into tmpfs (moto with IAM
     expect(await jwtSha('val-2')).toBe(shas[1]);
     expect((await hostSh('val-2', 'ls -A /run/krypton-secrets | grep -vx loaded')).stdout.trim()).toBe('jwt.hex');
 
-    // Laptop side: val-1's blob offered as val-2's next version: val-2 fails alone, with the context named; nothing changes there.
+    // Laptop side: val-1's blob offered as val-2's next version: refused before any host is touched, the context and
+    // the host named; nothing changes anywhere.
     await copyFile(join(info.dir, 'blobs/473374/nodes/val-1/engine-jwt/v1.enc'), join(info.dir, 'blobs/473374/nodes/val-2/engine-jwt/v2.enc'));
     const bad = await cli(info, ['apply', PROVISION, '-i', inv, '--json']);
-    expect(bad.code).toBe(1);
-    expect(failedWith(bad, 'val-2')).toMatchObject({ code: 'E_KMS_CONTEXT', message: expect.stringMatching(/expected purpose=krypton-engine-jwt, network=473374, node=val-2/) });
-    expect(bad.summary?.hosts['val-1']?.status).toBe('unchanged');
-    expect(bad.summary?.hosts['val-3']?.status).toBe('unchanged');
+    expect(bad.code).toBe(ERROR_CODES.E_KMS_CONTEXT);
+    expect(runError(bad)?.message).toMatch(/expected purpose=krypton-engine-jwt, network=473374, node=val-2.*\(needed by val-2\)/s);
+    for (const n of ['val-1', 'val-3']) expect(await jwtSha(n), n).toBe(shas[nodes.indexOf(n)]);
     expect(await jwtSha('val-2')).toBe(shas[1]);
     expect((await hostSh('val-2', 'sha256sum < /opt/krypton/secrets/jwt.hex.enc | cut -d" " -f1')).stdout.trim()).toBe(sha256(val1Blob));
 
