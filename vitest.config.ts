@@ -39,8 +39,9 @@ export default defineConfig({
           include: files(INTEGRATION),
           fileParallelism: false,
           sequence: { groupOrder: 1 },
-          testTimeout: 60_000,
-          hookTimeout: 120_000,
+          // Bounds, not targets: one test may run several applies and a reboot on hosts that share 2 cores.
+          testTimeout: 240_000,
+          hookTimeout: 300_000,
         },
       },
     ],
