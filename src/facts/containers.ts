@@ -86,6 +86,8 @@ export type ContainersFact =
       services: Record<string, ServiceContainer>;
       /** `docker compose config --hash`: what the current .env, compose file and env_files give (absent when compose cannot render the config). */
       wantHash: Record<string, string>;
+      /** The project's services (`docker compose config --services`); undefined when compose cannot render its config. */
+      projectServices?: string[];
       /** The compose file's JWT volume, when it declares one: `file` (`${JWT_PATH}:…`, `/run/krypton-secrets/<f>:…`) or `dir`. */
       declared?: 'file' | 'dir';
       /** /run/krypton-secrets/jwt.hex and /run/krypton-secrets, numerically (for the container user's read check). */
@@ -127,6 +129,7 @@ export function composeContainers(deployDir: string, services: readonly string[]
     `for f in ${COMPOSE_FILES.join(' ')}; do if [ -f "$f" ]; then grep -E ${decl} -- "$f" | head -n 8 | sed 's/^[[:space:]]*/@decl /'; break; fi; done`,
     `[ -f ${jwt} ] && echo "@jwtstat $(stat -c '%u %g %a' -- ${jwt})"`,
     `[ -d ${secrets} ] && echo "@dirstat $(stat -c '%u %g %a' -- ${secrets})"`,
+    `docker compose config --services 2>/dev/null | sed 's/^/@svc /'`,
     `docker compose config --hash ${shellQuote(services.join(','))} 2>/dev/null | sed 's/^/@hash /'`,
     // The user each service would run as once (re)created: only the services' `user:` keys leave this awk (the
     // rendered config also holds env_file values, which never leave the host).
@@ -242,7 +245,21 @@ export function parseContainers(stdout: string, services: readonly string[]): Co
       : undefined;
   const jwtFile = ownership(tagged('jwtstat')[0]);
   const secretsDir = ownership(tagged('dirstat')[0]);
-  return { compose: true, services: out, wantHash, ...(declared ? { declared } : {}), ...(jwtFile ? { jwtFile } : {}), ...(secretsDir ? { secretsDir } : {}) };
+  const projectServices = tagged('svc').filter((x) => /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(x));
+  return {
+    compose: true,
+    services: out,
+    wantHash,
+    ...(projectServices.length ? { projectServices } : {}),
+    ...(declared ? { declared } : {}),
+    ...(jwtFile ? { jwtFile } : {}),
+    ...(secretsDir ? { secretsDir } : {}),
+  };
+}
+
+/** Whether `svc` is a service of the compose project (true when the project's services are not known). */
+export function inProject(f: Extract<ContainersFact, { compose: true }>, svc: string): boolean {
+  return !f.projectServices || f.projectServices.includes(svc);
 }
 
 /** The compose view of a fact, or undefined when the host is not a compose host (or the fact was not gathered). */

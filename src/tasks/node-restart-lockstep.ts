@@ -4,7 +4,7 @@ import { act } from '../model/action.ts';
 import { defineTask, change, noChange, refuse, type Plan, type RemoteFact } from '../model/task.ts';
 import { engineProbe } from '../facts/inputs.ts';
 import { loadedState, recordLoadedScript, secretFiles, type LoadedFact, type SecretFileFact } from '../facts/secrets.ts';
-import { COMPOSE_SERVICES, canRead, composeContainers, composeView, containerUser, jwtMountForm, type ContainersFact, type ServiceContainer } from '../facts/containers.ts';
+import { COMPOSE_SERVICES, canRead, composeContainers, composeView, containerUser, inProject, jwtMountForm, type ContainersFact, type ServiceContainer } from '../facts/containers.ts';
 import { JWT_FILE, hostSecrets, type HostSecret } from '../model/layout.ts';
 import { SECRETS_DIR, type NodeHost } from '../model/inventory.ts';
 import { asNode, fileName } from './common.ts';
@@ -108,6 +108,7 @@ export function containerDemands(
   const down: string[] = [];
   const stale = new Map<string, string[]>();
   for (const svc of NODE_SERVICES) {
+    if (!inProject(c, svc)) continue; // the project calls its services otherwise: the records and the Engine API judge
     const k = c.services[svc];
     if (!k || k.state === 'absent') {
       both();
@@ -181,6 +182,7 @@ function userAfter(k: ServiceContainer | undefined, recreate: boolean): Pick<Ser
 function readabilityRefusal(node: NodeHost, services: readonly string[], c: Extract<ContainersFact, { compose: true }>, recreate: boolean): Plan | undefined {
   const form = jwtMountForm(c);
   for (const svc of services) {
+    if (!inProject(c, svc)) continue;
     const k = c.services[svc];
     const who0 = userAfter(k, recreate);
     if (!who0) continue;

@@ -4,7 +4,7 @@ import type { GitFact } from '../facts/git.ts';
 import type { FileFact } from '../facts/file.ts';
 import type { KernelFact, MountFact } from '../facts/mount.ts';
 import type { AgentFact, SecretFileFact, StoredFingerprint } from '../facts/secrets.ts';
-import { COMPOSE_SERVICES, jwtMountForm, type ContainersFact, type JwtMount } from '../facts/containers.ts';
+import { COMPOSE_SERVICES, inProject, jwtMountForm, type ContainersFact, type JwtMount } from '../facts/containers.ts';
 import { shortFingerprint } from '../core/secret.ts';
 import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../model/inventory.ts';
 import { AGENT_FILES, JWT_FILE, hostSecrets, type HostSecret } from '../model/layout.ts';
@@ -194,6 +194,7 @@ function containerRows(
 ): void {
   const restartHint = `restart el and cl: krypton-secrets apply playbooks/provision.yml -i <inventory> --limit ${node.name}`;
   for (const svc of COMPOSE_SERVICES) {
+    if (!inProject(c, svc)) continue; // the compose project has no such service: nothing of it to judge
     const k = c.services[svc];
     const check = `${svc}.holds`;
     const m = k?.jwtMount;
@@ -213,6 +214,7 @@ function containerRows(
     } else row(check, true, `${svc} (container ${k.id}) holds ${want.source} v${want.version} (${shortFingerprint(want.fingerprint)}) at ${m.path}${mountNote(m)}`);
   }
   const el = c.services['el'];
+  if (!inProject(c, 'el')) return;
   if (!el || el.state !== 'running') row('el.loaded', false, `el is ${el?.state === 'absent' || !el ? 'not created' : el.state}: it holds no loaded JWT`);
   else if (!crc) row('el.loaded', false, 'the store holds no JWT to compare with');
   else if (!el.loadedCrc32) {

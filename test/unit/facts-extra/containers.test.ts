@@ -45,7 +45,7 @@ d=${JSON.stringify(dir)}
 echo "$*" >> "$d/calls"
 case "$1 $2" in
   "compose ps") ${o.psFails ? `echo 'time="x" level=warning msg="The JWT_PATH variable is not set."' >&2; echo ${JSON.stringify(o.psFails)} >&2; exit 1` : 'echo \'time="x" level=warning msg="noise"\' >&2; cat "$d/ps"'} ;;
-  "compose config") if [ "$3" = --hash ]; then cat "$d/hashes"; elif [ -s "$d/config" ]; then cat "$d/config"; else exit 1; fi ;;
+  "compose config") if [ "$3" = --hash ]; then cat "$d/hashes"; elif [ "$3" = --services ]; then [ -s "$d/config" ] && printf 'cl\nel\n' || exit 1; elif [ -s "$d/config" ]; then cat "$d/config"; else exit 1; fi ;;
   "inspect --format") eval "id=\\$$#"; cat "$d/inspect-$id" ;;
   "logs --since") cat "$d/logs" >&2 ;;
   *) echo "unexpected docker $*" >&2; exit 2 ;;
@@ -94,6 +94,7 @@ describe('composeContainers: the snippet on a host', () => {
     expect(out).not.toContain('do-not-leak-me');
     const f = fact.parse(out, 0) as Extract<ContainersFact, { compose: true }>;
     expect(f.services['cl']!.composeUser).toBe('1000:1000');
+    expect(f.projectServices).toEqual(['cl', 'el']);
     expect(f.services['el']!.composeUser).toBe('');
     expect(f.compose).toBe(true);
     expect(f.declared).toBe('file');
@@ -143,6 +144,7 @@ describe('composeContainers: the snippet on a host', () => {
     expect(f).toMatchObject({ compose: true, services: { el: { state: 'absent' }, cl: { state: 'absent' } }, wantHash: {} });
     // compose could not render its config (e.g. JWT_PATH unset): the user a recreate gives is unknown
     expect((f as Extract<ContainersFact, { compose: true }>).services['el']!.composeUser).toBeUndefined();
+    expect((f as Extract<ContainersFact, { compose: true }>).projectServices).toBeUndefined();
     // the test moved /run/krypton-secrets, so the declared dir form is judged on the original path only
     expect(parseContainers('@compose\n@decl - /run/krypton-secrets:/jwt:ro\n', ['el', 'cl'])).toMatchObject({ declared: 'dir' });
     expect(jwtMountForm(parseContainers('@compose\n@decl - /run/krypton-secrets:/jwt:ro\n', ['el', 'cl']) as Extract<ContainersFact, { compose: true }>)).toBe('dir');
@@ -154,6 +156,9 @@ describe('parseContainers', () => {
     const f = parseContainers(
       [
         '@compose',
+        '@svc el',
+        '@svc cl',
+        '@svc mev-boost',
         '@decl - ${JWT_PATH}:/jwt/jwt.hex:ro',
         '@jwtstat 0 1001 640',
         '@dirstat 0 0 700',
@@ -176,6 +181,7 @@ describe('parseContainers', () => {
     expect(f.services['cl']!.jwtMount).toEqual({ form: 'dir', source: '/run/krypton-secrets', destination: '/secrets', path: '/secrets/jwt.hex', heldSha256: sha256Hex(JWT) });
     expect(f.services['cl']!.loadedCrc32).toBeUndefined();
     expect(f.jwtFile).toEqual({ uid: 0, gid: 1001, mode: '0640' });
+    expect(f.projectServices).toEqual(['el', 'cl', 'mev-boost']);
     expect(jwtMountForm(f)).toBe('file');
   });
 

@@ -190,6 +190,21 @@ describe('node.restart-lockstep on a compose host', () => {
     expect(command(plan('val-4', { probe: probe('rejected'), containers: compose() }))).toEqual(['docker', 'compose', 'restart', 'el', 'cl']);
   });
 
+  it('a compose project whose services are called otherwise (a custom restart): its containers are not judged', () => {
+    const other: ContainersFact = { compose: true, services: { el: { service: 'el', state: 'absent' }, cl: { service: 'cl', state: 'absent' } }, wantHash: {}, projectServices: ['geth', 'beacon'] };
+    expect(plan('val-3', { containers: other }).kind).toBe('noChange');
+    expect(command(plan('val-3', { probe: probe('rejected'), containers: other }))).toEqual(['systemctl', 'restart', 'krypton-node']);
+    const rows = hostChecks(inv, node('val-3'), 'agent', tmpfsDirs(inv, node('val-3')), {
+      mounts: [],
+      kernel: { release: '6.8.0', supportsNoswap: true, swapActive: false },
+      agent: { running: false, tokenSink: false, secretIdFile: false, leftoverTempFiles: 0 },
+      files: {},
+      stored: {},
+      containers: other,
+    });
+    expect(rows.filter((r) => /^(el|cl)\./.test(r.check))).toEqual([]);
+  });
+
   it('not a compose host (or no container facts): judged by the records and the Engine API as before', () => {
     expect(plan('val-2', { containers: { compose: false, reason: 'docker is not on PATH' } }).kind).toBe('noChange');
     expect(command(plan('val-1', { probe: probe('rejected'), containers: { compose: false, reason: 'docker is not on PATH' } }))).toEqual(['docker', 'compose', 'restart', 'el', 'cl']);
