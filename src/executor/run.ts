@@ -62,7 +62,9 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const locks = o.locks ?? new Map<string, Promise<HostLock>>();
   const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
   for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
-  await preflight(o, [...new Map(allHosts.map((h) => [h.name, h])).values()], memo);
+  const uniqueHosts = [...new Map(allHosts.map((h) => [h.name, h])).values()];
+  await preflight(o, uniqueHosts, memo);
+  if (o.mode === 'apply') await lockAll(o, uniqueHosts, locks);
   o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
 
   for (const play of o.playbook.plays) {
@@ -292,6 +294,28 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
   throw new KryptonError(lead.e.code, `${lines.length === 1 ? lines[0] : `the store's values cannot be used:\n${lines.map((l) => `- ${l}`).join('\n')}`}; nothing was changed on any host`, {
     hint: lead.e.hint ?? 'fix the value in the store, then run again',
   });
+}
+
+/**
+ * apply: takes the run lock on every selected host before the first step anywhere — not wave by wave — so a second
+ * run cannot reach a later wave's node while this one is in its canary wave (and a rotation cannot be overtaken).
+ * When another run holds any host's lock, every lock taken here is released and the run stops with that host's
+ * E_PLAN_CONFLICT: nothing has changed. A host that cannot be reached keeps its connect error, and fails alone
+ * when its turn comes.
+ */
+async function lockAll(o: RunOptions, hosts: readonly Host[], locks: Map<string, Promise<HostLock>>): Promise<void> {
+  for (const h of hosts) {
+    if (locks.has(h.name)) continue;
+    const p = o.connect(h).then((t) => lockHost(h, t));
+    p.catch(() => undefined); // awaited below and again by the host's own play
+    locks.set(h.name, p);
+  }
+  const settled = await Promise.allSettled(hosts.map((h) => locks.get(h.name)!));
+  const conflict = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected' && toKryptonError(r.reason).code === 'E_PLAN_CONFLICT');
+  if (!conflict) return;
+  for (const r of settled) if (r.status === 'fulfilled') r.value.release();
+  const e = toKryptonError(conflict.reason);
+  throw new KryptonError('E_PLAN_CONFLICT', `${e.message}; this run took no step on any host`, { hint: e.hint ?? 'wait for the other run to finish, then run again', ...(e.host ? { host: e.host } : {}) });
 }
 
 /** What plans may know about the store. */
