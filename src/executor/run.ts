@@ -304,18 +304,38 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
  * when its turn comes.
  */
 async function lockAll(o: RunOptions, hosts: readonly Host[], locks: Map<string, Promise<HostLock>>): Promise<void> {
-  for (const h of hosts) {
-    if (locks.has(h.name)) continue;
-    const p = o.connect(h).then((t) => lockHost(h, t));
-    p.catch(() => undefined); // awaited below and again by the host's own play
-    locks.set(h.name, p);
+  const taken = await lockInOrder(hosts.filter((h) => !locks.has(h.name)), (h) => o.connect(h), { stopOn: 'E_PLAN_CONFLICT' });
+  for (const [name, p] of taken) locks.set(name, p);
+}
+
+/**
+ * Connects to every host at once, then takes the run locks one host after another in name order — the same order
+ * in every run, so two runs started together never each hold part of the other's hosts: the first to lock the
+ * first shared host gets all of them, the other stops. `stopOn`: the error codes that release every lock taken and
+ * throw (E_PLAN_CONFLICT: another run holds one; `any`: also a host that cannot be reached).
+ */
+async function lockInOrder(hosts: readonly Host[], connect: (h: Host) => Promise<Transport>, o: { stopOn: 'E_PLAN_CONFLICT' | 'any' }): Promise<Map<string, Promise<HostLock>>> {
+  const conns = new Map(hosts.map((h) => [h.name, connect(h)] as const));
+  for (const c of conns.values()) c.catch(() => undefined);
+  const out = new Map<string, Promise<HostLock>>();
+  const held: HostLock[] = [];
+  for (const h of [...hosts].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))) {
+    const p = conns.get(h.name)!.then((t) => lockHost(h, t));
+    p.catch(() => undefined); // awaited here, and again by the host's own play
+    out.set(h.name, p);
+    try {
+      held.push(await p);
+    } catch (err) {
+      const e = toKryptonError(err, 'E_SSH_CONNECT');
+      if (o.stopOn === 'any' || e.code === 'E_PLAN_CONFLICT') {
+        for (const l of held) l.release();
+        throw e.code === 'E_PLAN_CONFLICT'
+          ? new KryptonError('E_PLAN_CONFLICT', `${e.message}; this run took no step on any host`, { hint: e.hint ?? 'wait for the other run to finish, then run again', ...(e.host ? { host: e.host } : {}) })
+          : e;
+      }
+    }
   }
-  const settled = await Promise.allSettled(hosts.map((h) => locks.get(h.name)!));
-  const conflict = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected' && toKryptonError(r.reason).code === 'E_PLAN_CONFLICT');
-  if (!conflict) return;
-  for (const r of settled) if (r.status === 'fulfilled') r.value.release();
-  const e = toKryptonError(conflict.reason);
-  throw new KryptonError('E_PLAN_CONFLICT', `${e.message}; this run took no step on any host`, { hint: e.hint ?? 'wait for the other run to finish, then run again', ...(e.host ? { host: e.host } : {}) });
+  return out;
 }
 
 /** What plans may know about the store. */
@@ -365,15 +385,7 @@ export interface HostLock {
  * the others and throws that host's E_PLAN_CONFLICT (or connection error): nothing has changed.
  */
 export async function acquireHostLocks(hosts: Host[], connect: (h: Host) => Promise<Transport>): Promise<Map<string, Promise<HostLock>>> {
-  const locks = new Map<string, Promise<HostLock>>();
-  for (const h of hosts) locks.set(h.name, connect(h).then((t) => lockHost(h, t)));
-  const settled = await Promise.allSettled(locks.values());
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    for (const r of settled) if (r.status === 'fulfilled') r.value.release();
-    throw toKryptonError(failed.reason, 'E_SSH_CONNECT');
-  }
-  return locks;
+  return lockInOrder(hosts, connect, { stopOn: 'any' });
 }
 
 /** The host-side lock file; /run is a tmpfs, so a reboot clears it with everything else. */
