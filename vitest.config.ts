@@ -39,6 +39,8 @@ export default defineConfig({
           include: files(INTEGRATION),
           fileParallelism: false,
           sequence: { groupOrder: 1 },
+          // Empties .figures/ before the run and prints the robustness figure lines after it (test/figures).
+          globalSetup: ['test/figures/setup.ts'],
           // Bounds, not targets: one test may run several applies and a reboot on hosts that share 2 cores.
           testTimeout: 240_000,
           hookTimeout: 300_000,
