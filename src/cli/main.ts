@@ -10,6 +10,7 @@ import { NETWORK_SCOPE, refFor, refKey, type SecretRef } from '../model/layout.t
 import type { SecretStore } from '../model/store.ts';
 import { loadInventory } from '../inventory/loader.ts';
 import { loadPlaybook } from '../playbook/loader.ts';
+import { resolvePlaybookPath, shippedPlaybooks } from '../playbook/shipped.ts';
 import { acquireHostLocks, runPlaybook, type HostLock } from '../executor/run.ts';
 import { selectHosts, checkLimit } from '../executor/select.ts';
 import { makeConnector } from './connect.ts';
@@ -73,7 +74,8 @@ function renderer(json: boolean | undefined, hosts: string[]): { sink: (e: RunEv
 
 async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags, before?: (store: SecretStore) => Promise<void>): Promise<number> {
   const inventory = await loadInventory(flags.inventory);
-  const playbook = await loadPlaybook(playbookFile);
+  // `apply provision` or `playbooks/provision.yml` find the shipped playbook when no such file is here.
+  const playbook = await loadPlaybook(resolvePlaybookPath(playbookFile, PACKAGE_ROOT));
   const limit = checkLimit(inventory, flags.limit);
   const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
   const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
@@ -154,6 +156,12 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   let jsonErrors = false;
   let debug = false;
+  program
+    .command('playbooks')
+    .description('list the playbooks shipped with krypton-secrets (plan/apply find them by name, e.g. `apply provision`)')
+    .action(() => {
+      for (const p of shippedPlaybooks(PACKAGE_ROOT)) out(`${p.name.padEnd(20)} ${p.summary}`);
+    });
   runFlags(program.command('plan').argument('<playbook>', 'playbook YAML').description('show per host what apply would change; changes nothing')).action(
     async (pb: string, f: RunFlags) => {
       jsonErrors = !!f.json;

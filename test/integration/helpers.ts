@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { hostExec, type SandboxInfo } from '../sandbox/index.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = join(REPO, 'bin/krypton-secrets.js');
+/** The checkout's entry (TypeScript through tsx); the package's compiled entry is tested by test/package/. */
+export const BIN = join(REPO, 'bin/dev.js');
 
 export interface CliResult {
   code: number;
@@ -17,7 +18,7 @@ export interface CliResult {
   summary?: { ok: boolean; changed: number; unchanged: number; failed: number; hosts: Record<string, { status: string; error?: { code: string; message: string } }> };
 }
 
-/** Runs the real CLI (`bin/krypton-secrets.js`) as an operator would, with the sandbox's env. */
+/** Runs the real CLI (`bin/dev.js`, the sources) as an operator would, with the sandbox's env. */
 export function cli(info: SandboxInfo, args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolveP, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {

@@ -25,7 +25,7 @@ function step(title: string): void {
 }
 
 function runCli(cliArgs: string[], env: Record<string, string>): number {
-  const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/krypton-secrets.js'), ...cliArgs], { stdio: 'inherit', env: { ...process.env, ...env } });
+  const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/dev.js'), ...cliArgs], { stdio: 'inherit', env: { ...process.env, ...env } });
   return r.status ?? 1;
 }
 

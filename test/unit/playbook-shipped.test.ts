@@ -1,0 +1,38 @@
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { resolvePlaybookPath, shippedPlaybooks } from '../../src/playbook/shipped.ts';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const PKG = '/opt/pkg';
+
+describe('shipped playbooks found by name', () => {
+  const files = new Set([join(PKG, 'playbooks/provision.yml'), join(PKG, 'playbooks/rotate-jwt.yml'), 'mine.yml', 'playbooks/provision.yml.bak']);
+  const exists = (p: string) => files.has(p);
+
+  it('takes a path that exists as it is, even when a shipped playbook has that name', () => {
+    expect(resolvePlaybookPath('mine.yml', PKG, exists)).toBe('mine.yml');
+    files.add('provision');
+    expect(resolvePlaybookPath('provision', PKG, exists)).toBe('provision');
+    files.delete('provision');
+  });
+
+  it('finds a bare name, a name with .yml and a playbooks/ path in the package', () => {
+    expect(resolvePlaybookPath('provision', PKG, exists)).toBe(join(PKG, 'playbooks/provision.yml'));
+    expect(resolvePlaybookPath('rotate-jwt.yml', PKG, exists)).toBe(join(PKG, 'playbooks/rotate-jwt.yml'));
+    expect(resolvePlaybookPath('playbooks/provision.yml', PKG, exists)).toBe(join(PKG, 'playbooks/provision.yml'));
+  });
+
+  it('leaves anything else unchanged, so the loader names the missing file as the operator wrote it', () => {
+    expect(resolvePlaybookPath('nosuch', PKG, exists)).toBe('nosuch');
+    expect(resolvePlaybookPath('other/provision.yml', PKG, exists)).toBe('other/provision.yml');
+    expect(resolvePlaybookPath('/abs/provision.yml', PKG, exists)).toBe('/abs/provision.yml');
+  });
+
+  it('lists the checkout\'s playbooks with the first line of their comment', () => {
+    const list = shippedPlaybooks(ROOT);
+    expect(list.map((p) => p.name)).toEqual(['cosigner-bringup', 'migrate-plaintext', 'provision', 'rotate-jwt']);
+    expect(list.find((p) => p.name === 'provision')?.summary).toMatch(/^Provision every node/);
+    expect(list.every((p) => p.summary.length > 0)).toBe(true);
+  });
+});
