@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError, toKryptonError } from '../core/errors.ts';
-import type { RunEvent } from '../core/events.ts';
+import type { RunEvent, RunSummary } from '../core/events.ts';
 import { openStore } from '../backends/index.ts';
 import { NETWORK_SCOPE, refFor, refKey, type SecretRef } from '../model/layout.ts';
 import type { SecretStore } from '../model/store.ts';
@@ -51,14 +51,40 @@ function positiveInt(v: string): number {
   return n;
 }
 
-function hostList(v: string): string[] {
-  return v.split(',').map((s) => s.trim()).filter(Boolean);
+/**
+ * `--limit` values: each `-l` split at commas and added to the ones before (so `-l a -l b` is `a,b`); an `@file`
+ * item is replaced by the file's patterns (one or more per line, comma-separated; `#` starts a comment), e.g. the
+ * retry file a failed run writes. Patterns are resolved against the inventory by checkLimit.
+ */
+function limitList(v: string, prev: string[] | undefined): string[] {
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const out = [...(prev ?? [])];
+  for (const item of items) {
+    if (!item.startsWith('@')) {
+      out.push(item);
+      continue;
+    }
+    let text: string;
+    try {
+      text = readFileSync(item.slice(1), 'utf8');
+    } catch (e) {
+      throw new InvalidArgumentError(`cannot read ${item.slice(1)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    out.push(...text.split('\n').map((l) => l.replace(/#.*/, '')).flatMap((l) => l.split(',')).map((s) => s.trim()).filter(Boolean));
+  }
+  return out;
+}
+const LIMIT_HELP = 'only these hosts: names, globs (val-*), groups, roles (validators, rpc, cosigners), !negation, @file; comma-separated, repeatable';
+
+/** Where a failed run of `inventory` lists the hosts to retry (`--limit @<file>`): next to the inventory. */
+function retryFile(inventory: string): string {
+  return `${inventory}.retry`;
 }
 
 function runFlags(cmd: Command): Command {
   return cmd
     .requiredOption('-i, --inventory <file>', 'inventory YAML')
-    .option('-l, --limit <hosts>', 'only these hosts (comma-separated inventory names)', hostList)
+    .option('-l, --limit <patterns>', LIMIT_HELP, limitList)
     .addOption(new Option('-f, --concurrency <n>', 'hosts worked on at once').argParser(positiveInt).default(16))
     .option('--json', 'one JSON object per line; the last is the summary')
     .option('--accept-new', 'record the host key of a host not yet in known_hosts (never a changed one)')
@@ -139,11 +165,33 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
         out(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
       }
     }
+    if (mode === 'apply') await writeRetryFile(flags.inventory, summary, flags.json ?? false);
     if (interrupt.signal.aborted) return 130;
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
   } finally {
     process.removeAllListeners('SIGINT');
     await connector.closeAll();
+  }
+}
+
+/**
+ * After an apply: when hosts failed or were not reached (halted, interrupted), lists them one per line in the retry
+ * file next to the inventory and says how to use it (`--limit @<file>`); a run with nothing left to retry removes
+ * an old one. Host names only: nothing secret. A file that cannot be written is a warning, not a failure.
+ */
+async function writeRetryFile(inventory: string, summary: RunSummary, json: boolean): Promise<void> {
+  const file = retryFile(inventory);
+  const left = Object.entries(summary.hosts).filter(([, h]) => h.status === 'failed' || h.status === 'skipped').map(([n]) => n);
+  try {
+    if (!left.length) {
+      rmSync(file, { force: true });
+      return;
+    }
+    writeFileSync(file, `# hosts a krypton-secrets apply left failed or not run (${new Date().toISOString()})\n${left.join('\n')}\n`, { mode: 0o644 });
+    if (json) out(JSON.stringify({ type: 'retry-file', file, hosts: left }));
+    else err(`retry the ${left.length === 1 ? 'host' : `${left.length} hosts`} left: add --limit @${file}`);
+  } catch (e) {
+    err(`warning: could not write the retry file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
 
@@ -156,6 +204,23 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   let jsonErrors = false;
   let debug = false;
+  program
+    .command('hosts')
+    .description('list the hosts an inventory (and --limit) selects: name, kind, role, address, groups; touches no host')
+    .requiredOption('-i, --inventory <file>', 'inventory YAML')
+    .option('-l, --limit <patterns>', LIMIT_HELP, limitList)
+    .option('--json', 'one JSON object per host')
+    .action(async (f: { inventory: string; limit?: string[]; json?: boolean }) => {
+      jsonErrors = !!f.json;
+      const inv = await loadInventory(f.inventory);
+      const only = checkLimit(inv, f.limit);
+      for (const h of [...inv.nodes, ...inv.cosigners].filter((x) => !only || only.has(x.name))) {
+        const groups = Object.entries(inv.groups ?? {}).filter(([, m]) => m.includes(h.name)).map(([g]) => g);
+        const role = h.kind === 'node' ? h.role : 'cosigner';
+        if (f.json) out(JSON.stringify({ name: h.name, kind: h.kind, role, address: h.conn.address, ...(h.conn.port ? { port: h.conn.port } : {}), groups }));
+        else out(`${h.name.padEnd(16)} ${role.padEnd(10)} ${`${h.conn.address}${h.conn.port ? `:${h.conn.port}` : ''}`.padEnd(22)} ${groups.join(',')}`.trimEnd());
+      }
+    });
   program
     .command('playbooks')
     .description('list the playbooks shipped with krypton-secrets (plan/apply find them by name, e.g. `apply provision`)')
@@ -185,7 +250,8 @@ export async function main(argv: string[]): Promise<number> {
       code = await run('apply', f.playbook, { ...f, resume: true }, async (store) => {
         const inv = await loadInventory(f.inventory);
         const refs = new Map<string, SecretRef>();
-        for (const n of inv.nodes.filter((n) => !f.limit || f.limit.includes(n.name))) {
+        const only = checkLimit(inv, f.limit);
+        for (const n of inv.nodes.filter((n) => !only || only.has(n.name))) {
           const ref = refFor(inv, 'engine-jwt', n.name);
           refs.set(refKey(ref), ref);
         }
@@ -213,7 +279,7 @@ export async function main(argv: string[]): Promise<number> {
     .command('verify')
     .description('read-only audit: one row per host and check; exits non-zero when any check fails')
     .requiredOption('-i, --inventory <file>', 'inventory YAML')
-    .option('-l, --limit <hosts>', 'only these hosts (comma-separated inventory names)', hostList)
+    .option('-l, --limit <patterns>', LIMIT_HELP, limitList)
     .addOption(new Option('-f, --concurrency <n>', 'hosts audited at once').argParser(positiveInt).default(16))
     .option('--json', 'one JSON object per row; the last is the summary')
     .option('--debug', 'print stack traces of internal errors')
@@ -256,7 +322,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('write each node’s vault-agent.hcl, jwt.ctmpl, policy and AppRole settings (with kms / secrets-manager also the nodes’, cosigners’ and operator’s IAM policies) to a directory for review; touches no host and no backend')
     .requiredOption('-i, --inventory <file>', 'inventory YAML')
     .requiredOption('-o, --out <dir>', 'output directory (created)')
-    .option('-l, --limit <hosts>', 'only these hosts', hostList)
+    .option('-l, --limit <patterns>', LIMIT_HELP, limitList)
     .action(async (f: { inventory: string; out: string; limit?: string[] }) => {
       code = await renderCommand(f, out);
     });

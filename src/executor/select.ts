@@ -1,18 +1,11 @@
 import { KryptonError } from '../core/errors.ts';
-import type { Host, Inventory } from '../model/inventory.ts';
+import { BUILTIN_SELECTIONS, type Host, type Inventory } from '../model/inventory.ts';
 
-/** The inventory hosts a play's `hosts:` names, in inventory order. Throws E_PLAYBOOK for an unknown name. */
-export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
-  if (Array.isArray(hosts)) {
-    const all = new Map<string, Host>([...inv.nodes, ...inv.cosigners].map((h) => [h.name, h]));
-    // A host named twice is one host: its steps must never run twice at once.
-    return [...new Set(hosts)].map((n) => {
-      const h = all.get(n);
-      if (!h) throw new KryptonError('E_PLAYBOOK', `play names host ${n}, which is not in the inventory ${inv.file}`, { hint: 'fix hosts: in the playbook' });
-      return h;
-    });
-  }
-  switch (hosts) {
+/** The hosts a built-in selection (`all`, `nodes`, `validators`, `rpc`, `cosigners`) or a `groups:` entry names, or undefined. */
+function named(inv: Inventory, name: string): Host[] | undefined {
+  switch (name) {
+    case 'all':
+      return [...inv.nodes, ...inv.cosigners];
     case 'nodes':
       return [...inv.nodes];
     case 'validators':
@@ -21,21 +14,99 @@ export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
       return inv.nodes.filter((n) => n.role === 'rpc');
     case 'cosigners':
       return [...inv.cosigners];
-    default:
-      return [...inv.nodes, ...inv.cosigners];
   }
+  const g = inv.groups?.[name];
+  if (!g) return undefined;
+  const members = new Set(g);
+  return [...inv.nodes, ...inv.cosigners].filter((h) => members.has(h.name));
 }
 
-/** Checks `--limit` names against the inventory; throws E_USAGE naming the unknown ones. */
+/**
+ * The inventory hosts a play's `hosts:` names, in inventory order: a built-in selection or a group name, or a
+ * list of host and group names. Throws E_PLAYBOOK for a name that is neither.
+ */
+export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
+  const all = [...inv.nodes, ...inv.cosigners];
+  if (!Array.isArray(hosts)) {
+    const sel = named(inv, hosts);
+    if (!sel) throw new KryptonError('E_PLAYBOOK', `play names hosts: ${hosts}, which is no selection of the inventory ${inv.file}`, { hint: `use ${BUILTIN_SELECTIONS.join(', ')}, a group from groups:, or a list of host names` });
+    return sel;
+  }
+  const byName = new Map(all.map((h) => [h.name, h]));
+  // A host named twice (or through two groups) is one host: its steps must never run twice at once.
+  const picked = new Set<string>();
+  for (const n of hosts) {
+    const one = byName.get(n);
+    const sel = one ? [one] : inv.groups?.[n] ? named(inv, n) : undefined;
+    if (!sel) throw new KryptonError('E_PLAYBOOK', `play names host ${n}, which is not in the inventory ${inv.file}`, { hint: 'fix hosts: in the playbook (host names or group names)' });
+    for (const h of sel) picked.add(h.name);
+  }
+  // In the order the play lists them (hosts first named first), as before groups existed.
+  return [...picked].map((n) => byName.get(n)!);
+}
+
+/** `*` any run of characters, `?` one character, `[…]` a class; the rest literal. The whole name must match. */
+function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        const body = glob.slice(i + 1, end).replace(/\\/g, '\\\\');
+        re += `[${body.startsWith('!') ? `^${body.slice(1)}` : body}]`;
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\/]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/**
+ * Resolves `--limit` patterns (every `-l` given, each already split at commas) to host names. A pattern is a host
+ * name, a glob (`val-*`, `val-?`, `val-[12]`), a built-in selection (`validators`, `rpc`, `cosigners`, `nodes`,
+ * `all`) or a group from `groups:`; `!pattern` removes what it matches. The selection is the union of the positive
+ * patterns (every host when there are only negative ones) minus the negative ones. Returns undefined without
+ * `--limit`. Throws E_USAGE for an empty limit, a pattern that matches no host, or a selection left empty.
+ * (`@file` is read by the CLI, which passes its patterns on.)
+ */
 export function checkLimit(inv: Inventory, limit: string[] | undefined): Set<string> | undefined {
   if (!limit) return undefined;
-  if (limit.length === 0) throw new KryptonError('E_USAGE', '--limit names no host', { hint: 'give inventory names separated by commas, e.g. --limit val-1,val-2' });
-  const known = new Set([...inv.nodes, ...inv.cosigners].map((h) => h.name));
-  const unknown = limit.filter((n) => !known.has(n));
+  const patterns = limit.map((p) => p.trim()).filter(Boolean);
+  if (patterns.length === 0) throw new KryptonError('E_USAGE', '--limit names no host', { hint: 'give host names, globs, groups or roles separated by commas, e.g. --limit val-1,val-2 or --limit "val-*,!val-2"' });
+  const all = [...inv.nodes, ...inv.cosigners];
+  const match = (p: string): string[] => {
+    const sel = named(inv, p);
+    if (sel) return sel.map((h) => h.name);
+    if (/[*?[]/.test(p)) {
+      const re = globToRegExp(p);
+      return all.filter((h) => re.test(h.name)).map((h) => h.name);
+    }
+    return all.some((h) => h.name === p) ? [p] : [];
+  };
+  const unknown: string[] = [];
+  const plus = new Set<string>();
+  const minus = new Set<string>();
+  let positives = 0;
+  for (const raw of patterns) {
+    const neg = raw.startsWith('!');
+    const p = neg ? raw.slice(1) : raw;
+    const hits = match(p);
+    if (!hits.length) unknown.push(raw);
+    if (!neg) positives++;
+    for (const h of hits) (neg ? minus : plus).add(h);
+  }
   if (unknown.length) {
-    throw new KryptonError('E_USAGE', `--limit names ${unknown.join(', ')}, not in the inventory ${inv.file}`, {
-      hint: `known hosts: ${[...known].join(', ')}`,
+    const groups = Object.keys(inv.groups ?? {});
+    throw new KryptonError('E_USAGE', `--limit ${unknown.join(', ')} ${unknown.length === 1 ? 'matches' : 'match'} no host of the inventory ${inv.file}`, {
+      hint: `hosts: ${all.map((h) => h.name).join(', ')}; selections: ${[...BUILTIN_SELECTIONS, ...groups].join(', ')}`,
     });
   }
-  return new Set(limit);
+  const base = positives ? plus : new Set(all.map((h) => h.name));
+  const out = new Set([...base].filter((h) => !minus.has(h)));
+  if (!out.size) throw new KryptonError('E_USAGE', `--limit ${patterns.join(',')} leaves no host`, { hint: 'a negation (!…) removed every host the other patterns matched' });
+  return out;
 }

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { KryptonError } from '../core/errors.ts';
 import { loadYaml, locate, parseYaml, validate, type YamlSource } from '../core/yaml-source.ts';
 import { inventorySchema, type InventoryFile } from './schema.ts';
-import type { CosignerHost, Inventory, NodeHost } from '../model/inventory.ts';
+import { BUILTIN_SELECTIONS, type CosignerHost, type Inventory, type NodeHost } from '../model/inventory.ts';
 import { horcruxInventoryProblems } from '../horcrux/config.ts';
 import { NODE_ENV_FILE } from '../model/layout.ts';
 
@@ -43,6 +43,7 @@ function buildInventory(source: YamlSource, value: unknown, env: NodeJS.ProcessE
   const raw = validate(source, inventorySchema, value, 'E_INVENTORY', 'inventory');
   const inv = toModel(source.file, raw, env);
   checkUnique(source, raw, inv);
+  if (raw.groups) inv.groups = resolveGroups(source, raw.groups, inv);
   if (inv.nodes.length + inv.cosigners.length === 0) {
     throw new KryptonError('E_INVENTORY', `${locate(source, [])}: the inventory lists no nodes and no cosigners`, {
       hint: 'add hosts under nodes: or cosigners:',
@@ -253,4 +254,45 @@ function checkUnique(source: YamlSource, raw: InventoryFile, inv: Inventory): vo
     }
     shardIds.set(c.shardId, c.name);
   }
+}
+
+/**
+ * Flattens `groups:` to host names (inventory order). Throws E_INVENTORY at the offending entry for a group named
+ * like a host or a built-in selection, a member that is neither a host nor a group, and a group that contains
+ * itself (directly or through others).
+ */
+function resolveGroups(source: YamlSource, groups: Record<string, string[]>, inv: Inventory): Record<string, string[]> {
+  const hosts = [...inv.nodes, ...inv.cosigners].map((h) => h.name);
+  const hostSet = new Set(hosts);
+  for (const g of Object.keys(groups)) {
+    if (hostSet.has(g) || (BUILTIN_SELECTIONS as readonly string[]).includes(g)) {
+      throw new KryptonError('E_INVENTORY', `${locate(source, ['groups'], g)}: group ${g} has the name of ${hostSet.has(g) ? 'a host' : 'a built-in selection'}`, {
+        hint: `give the group a name of its own (${BUILTIN_SELECTIONS.join(', ')} and host names are taken)`,
+      });
+    }
+  }
+  const out: Record<string, string[]> = {};
+  const expand = (g: string, stack: string[]): Set<string> => {
+    if (stack.includes(g)) {
+      throw new KryptonError('E_INVENTORY', `${locate(source, ['groups'], g)}: group ${g} contains itself (${[...stack.slice(stack.indexOf(g)), g].join(' → ')})`, {
+        hint: 'remove one of the group references',
+      });
+    }
+    const members = new Set<string>();
+    for (const [i, m] of groups[g]!.entries()) {
+      if (hostSet.has(m)) members.add(m);
+      else if (m in groups) for (const h of expand(m, [...stack, g])) members.add(h);
+      else {
+        throw new KryptonError('E_INVENTORY', `${locate(source, ['groups', g, i])}: groups.${g}: ${m} is neither a host nor a group of this inventory`, {
+          hint: 'list host names from nodes: / cosigners:, or names of other groups',
+        });
+      }
+    }
+    return members;
+  };
+  for (const g of Object.keys(groups)) {
+    const members = expand(g, []);
+    out[g] = hosts.filter((h) => members.has(h));
+  }
+  return out;
 }

@@ -202,6 +202,11 @@ export const inventorySchema = z.strictObject({
   nodes: z.record(hostName, nodeSchema).default({}),
   cosigners: z.record(hostName, cosignerSchema).optional(),
   horcrux: horcruxSchema.optional(),
+  /**
+   * Named selections (region, canary, client …): each a list of host names or other group names, usable in a
+   * play's `hosts:` and in `--limit`. A group may not share a name with a host or a built-in selection.
+   */
+  groups: z.record(hostName, z.array(z.string().min(1)).min(1, 'expected at least one host or group name')).optional(),
 });
 
 export type InventoryFile = z.infer<typeof inventorySchema>;

@@ -132,7 +132,12 @@ export interface Inventory {
   cosigners: CosignerHost[];
   /** Horcrux settings shared by the cosigners (absent in node-only inventories). */
   horcrux?: HorcruxSettings;
+  /** `groups:`, resolved: group name to its host names (nested groups flattened), in inventory order. */
+  groups?: Readonly<Record<string, readonly string[]>>;
 }
+
+/** The selections every inventory has: a play's `hosts:` and `--limit` accept these names. */
+export const BUILTIN_SELECTIONS = ['all', 'nodes', 'validators', 'rpc', 'cosigners'] as const;
 
 /** The tmpfs every node's secrets live in (ARCHITECTURE.md "tmpfs"). */
 export const SECRETS_DIR = '/run/krypton-secrets';

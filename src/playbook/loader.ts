@@ -18,7 +18,7 @@ export interface Step {
 
 export interface Play {
   name: string;
-  /** `nodes`, `validators`, `rpc`, `cosigners`, `all`, or explicit host names. */
+  /** `nodes`, `validators`, `rpc`, `cosigners`, `all`, a group of the inventory's `groups:`, or host/group names. */
   hosts: string | string[];
   /** Wave sizes; the last repeats until every host has had its turn. Empty: one wave with every host. */
   serial: SerialStep[];
@@ -41,7 +41,8 @@ const serialStep = z.union([
 
 const playSchema = z.strictObject({
   name: z.string().min(1),
-  hosts: z.union([z.enum(['nodes', 'validators', 'rpc', 'cosigners', 'all']), z.array(z.string().min(1)).min(1)]),
+  // A built-in selection or a group name of the inventory (checked against it when the play runs), or a list of host/group names.
+  hosts: z.union([z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected nodes, validators, rpc, cosigners, all, a group name, or a list of host names'), z.array(z.string().min(1)).min(1)]),
   serial: z.union([serialStep, z.array(serialStep).min(1)]).optional(),
   max_validators_down: z.number().int().min(1).default(1),
   max_rpc_down: z.number().int().min(1).optional(),

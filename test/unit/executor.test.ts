@@ -104,7 +104,7 @@ describe('selectHosts / checkLimit', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(KryptonError);
-    expect(err).toMatchObject({ code: 'E_USAGE', message: '--limit names nope, val-7, not in the inventory unit-inventory.yml' });
+    expect(err).toMatchObject({ code: 'E_USAGE', message: '--limit nope, val-7 match no host of the inventory unit-inventory.yml' });
     expect((err as KryptonError).hint).toContain('val-1, val-2, val-3, rpc-1, cosigner-1');
   });
 });
