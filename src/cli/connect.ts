@@ -15,8 +15,11 @@ export interface Connector {
  * connection per host. Host keys are checked against `ssh.known_hosts` or the host's pinned `host_key`
  * before anything is sent; `acceptNew` records keys never seen before (never a changed one).
  */
-export function makeConnector(inv: Inventory, opts: { acceptNew: boolean; onWarning?: (message: string) => void }): Connector {
-  const pool = new ConnectionPool();
+export function makeConnector(
+  inv: Inventory,
+  opts: { acceptNew: boolean; onWarning?: (message: string) => void; onHostKeyAccepted?: (info: { host: string; file: string; fingerprint: string; keyType: string }) => void },
+): Connector {
+  const pool = new ConnectionPool(opts.onHostKeyAccepted ? { onHostKeyAccepted: opts.onHostKeyAccepted } : {});
   let config: Promise<LoadedSshConfig> | undefined;
   const loadConfig = (): Promise<LoadedSshConfig> => {
     config ??=

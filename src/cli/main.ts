@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -22,6 +23,10 @@ import { importEnvCommand, importHorcruxCommand } from './import-horcrux.ts';
 import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
+/** One id per CLI run: on every `--json` and `--log` line, so lines of one run can be told from another's. */
+const RUN_ID = randomBytes(8).toString('hex');
+/** A JSON line of this run that is not a run event (rollback, retry file, host key, run-level error). */
+const jsonLine = ({ type, ...rest }: { type: string } & Record<string, unknown>) => JSON.stringify({ type, ts: new Date().toISOString(), run_id: RUN_ID, ...rest });
 
 // `krypton-secrets verify | head -1`: a closed pipe ends the output quietly, not with a stack trace.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -37,6 +42,8 @@ const err = (line: string) => process.stderr.write(`${line}\n`);
 
 interface RunFlags {
   inventory: string;
+  log?: string;
+  detailedExitcode?: boolean;
   resume?: boolean;
   limit?: string[];
   concurrency: number;
@@ -87,15 +94,29 @@ function runFlags(cmd: Command): Command {
     .option('-l, --limit <patterns>', LIMIT_HELP, limitList)
     .addOption(new Option('-f, --concurrency <n>', 'hosts worked on at once').argParser(positiveInt).default(16))
     .option('--json', 'one JSON object per line; the last is the summary')
-    .option('--accept-new', 'record the host key of a host not yet in known_hosts (never a changed one)')
+    .option('--accept-new', 'record the host key of a host not yet in known_hosts (never a changed one); says what it recorded')
+    .option('--log <file>', 'also append every event as a JSON line (with ts and run_id; never a secret) to this file')
     .option('--debug', 'print stack traces of internal errors');
 }
 
 /** Picks the renderer: `--json` lines, listr2 in a terminal, plain lines otherwise. */
-function renderer(json: boolean | undefined, hosts: string[]): { sink: (e: RunEvent) => void; done: () => Promise<void> } {
-  if (json) return { sink: (e) => out(eventToJson(e)), done: async () => {} };
-  if (process.stdout.isTTY && !process.env['CI']) return listrRenderer(hosts, out);
-  return { sink: plainRenderer(out), done: async () => {} };
+function renderer(json: boolean | undefined, hosts: string[], log?: string): { sink: (e: RunEvent) => void; done: () => Promise<void> } {
+  const meta = { runId: RUN_ID };
+  const r = json
+    ? { sink: (e: RunEvent) => out(eventToJson(e, meta)), done: async () => {} }
+    : process.stdout.isTTY && !process.env['CI']
+      ? listrRenderer(hosts, out)
+      : { sink: plainRenderer(out), done: async () => {} };
+  if (!log) return r;
+  // The run log: the same JSON lines as --json, appended (a run log must survive the next run), 0600.
+  const tee = (e: RunEvent) => {
+    try {
+      appendFileSync(log, `${eventToJson(e, meta)}\n`, { mode: 0o600 });
+    } catch (x) {
+      throw new KryptonError('E_USAGE', `cannot write the run log ${log}: ${(x as NodeJS.ErrnoException).code ?? (x as Error).message}`, { hint: 'give --log a writable file' });
+    }
+  };
+  return { sink: (e) => (tee(e), r.sink(e)), done: r.done };
 }
 
 async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags, before?: (store: SecretStore) => Promise<void>): Promise<number> {
@@ -104,7 +125,16 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const playbook = await loadPlaybook(resolvePlaybookPath(playbookFile, PACKAGE_ROOT));
   const limit = checkLimit(inventory, flags.limit);
   const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
-  const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
+  const connector = makeConnector(inventory, {
+    acceptNew: flags.acceptNew ?? false,
+    onWarning: (m) => err(`warning: ${m}`),
+    // --accept-new never records silently: each key it adds is said (stderr) and emitted (--json).
+    onHostKeyAccepted: (k) => {
+      if (flags.json) out(jsonLine({ type: 'host-key-recorded', host: k.host, key_type: k.keyType, fingerprint: k.fingerprint, file: k.file }));
+      else err(`recorded the ${k.keyType} host key of ${k.host} (${k.fingerprint}) in ${k.file}`);
+    },
+  });
+  if (flags.log) writeFileSync(flags.log, '', { flag: 'a', mode: 0o600 });
   const store = await openStore(inventory);
   const shared = (node: string) => refFor(inventory, 'engine-jwt', node).scope === NETWORK_SCOPE;
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
@@ -125,7 +155,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       }
     }
   }
-  const { sink, done } = renderer(flags.json, hosts);
+  const { sink, done } = renderer(flags.json, hosts, flags.log);
   let locks: Map<string, Promise<HostLock>> | undefined;
   try {
     if (before) {
@@ -167,6 +197,8 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     }
     if (mode === 'apply') await writeRetryFile(flags.inventory, summary, flags.json ?? false);
     if (interrupt.signal.aborted) return 130;
+    // plan --detailed-exitcode (as terraform's): 0 converged, 2 changes pending, 1 an error.
+    if (mode === 'plan' && flags.detailedExitcode) return summary.failed > 0 || summary.skipped > 0 ? EXIT_HOSTS_FAILED : summary.changed > 0 ? 2 : 0;
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
   } finally {
     process.removeAllListeners('SIGINT');
@@ -188,8 +220,8 @@ async function writeRetryFile(inventory: string, summary: RunSummary, json: bool
       return;
     }
     writeFileSync(file, `# hosts a krypton-secrets apply left failed or not run (${new Date().toISOString()})\n${left.join('\n')}\n`, { mode: 0o644 });
-    if (json) out(JSON.stringify({ type: 'retry-file', file, hosts: left }));
-    else err(`retry the ${left.length === 1 ? 'host' : `${left.length} hosts`} left: add --limit @${file}`);
+    if (json) out(jsonLine({ type: 'retry-file', file, hosts: left }));
+    else out(`retry the ${left.length === 1 ? 'host' : `${left.length} hosts`} left: add --limit @${file}`);
   } catch (e) {
     err(`warning: could not write the retry file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -227,19 +259,21 @@ export async function main(argv: string[]): Promise<number> {
     .action(() => {
       for (const p of shippedPlaybooks(PACKAGE_ROOT)) out(`${p.name.padEnd(20)} ${p.summary}`);
     });
-  runFlags(program.command('plan').argument('<playbook>', 'playbook YAML').description('show per host what apply would change; changes nothing')).action(
-    async (pb: string, f: RunFlags) => {
-      jsonErrors = !!f.json;
-      debug = !!f.debug;
-      code = await run('plan', pb, f);
-    },
-  );
-  runFlags(program.command('apply').argument('<playbook>', 'playbook YAML').description('converge the hosts to the playbook'))
-    .option('--resume', 'continue a halted rotation: write no new JWT version, move the remaining nodes to the current one')
+  runFlags(program.command('plan').argument('<playbook>', 'playbook YAML').description('show per host what apply would change; changes nothing'))
+    .option('--detailed-exitcode', 'exit 0 when converged, 2 when changes are pending, 1 on an error')
     .action(async (pb: string, f: RunFlags) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
-      code = await run('apply', pb, f);
+      code = await run('plan', pb, f);
+    });
+  runFlags(program.command('apply').argument('<playbook>', 'playbook YAML').description('converge the hosts to the playbook'))
+    .option('--resume', 'continue a halted rotation: write no new JWT version, move the remaining nodes to the current one')
+    .option('--check', 'change nothing: the same as plan')
+    .option('--detailed-exitcode', 'with --check: exit 0 when converged, 2 when changes are pending, 1 on an error')
+    .action(async (pb: string, f: RunFlags & { check?: boolean }) => {
+      jsonErrors = !!f.json;
+      debug = !!f.debug;
+      code = await run(f.check ? 'plan' : 'apply', pb, f);
     });
   runFlags(program.command('rollback-jwt').description('write the previous Engine-API JWT version back as the current one, then move the nodes to it (rotate-jwt waves)'))
     .option('--to-version <n>', 'roll back to this version instead of the one before the current', positiveInt)
@@ -271,7 +305,7 @@ export async function main(argv: string[]): Promise<number> {
           }
           const r = await store.restore(ref, target);
           if (!f.json) out(`rolled back${node ? ` ${node}` : ''}: v${r.restoredFrom}'s value is now v${r.version}`);
-          else out(JSON.stringify({ type: 'rollback', node: node ?? null, restoredFrom: r.restoredFrom, version: r.version }));
+          else out(jsonLine({ type: 'rollback', node: node ?? null, restoredFrom: r.restoredFrom, version: r.version }));
         }
       });
     });
@@ -286,7 +320,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean; debug?: boolean }) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
-      code = await verifyCommand(f, out);
+      code = await verifyCommand(f, out, jsonLine);
     });
   program
     .command('import-horcrux')
@@ -336,7 +370,7 @@ export async function main(argv: string[]): Promise<number> {
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : ERROR_CODES.E_USAGE;
     }
     const ke = toKryptonError(e);
-    if (jsonErrors) out(JSON.stringify({ type: 'error', error: ke.toJSON() }));
+    if (jsonErrors) out(jsonLine({ type: 'error', error: ke.toJSON() }));
     else err(formatFailure(ke));
     if (debug && !(e instanceof KryptonError)) err(String((e as Error)?.stack ?? e));
     return ERROR_CODES[ke.code] ?? 1;

@@ -5,10 +5,19 @@ import type { KryptonError } from '../core/errors.ts';
 export type LineWriter = (line: string) => void;
 
 /** The `--json` form of an event: one JSON object per line; the summary is flattened (`{"type":"summary","ok":…}`). */
-export function eventToJson(e: RunEvent): string {
-  if (e.type === 'summary') return JSON.stringify({ type: 'summary', ...e.summary });
-  if ((e.type === 'step' || e.type === 'host-done') && e.error) return JSON.stringify({ ...e, error: e.error.toJSON() });
-  return JSON.stringify(e);
+export function eventToJson(e: RunEvent, meta?: JsonMeta): string {
+  const head = meta ? { ts: (meta.now?.() ?? new Date()).toISOString(), run_id: meta.runId } : {};
+  if (e.type === 'summary') return JSON.stringify({ type: 'summary', ...head, ...e.summary });
+  const { type, ...rest } = e;
+  if ((e.type === 'step' || e.type === 'host-done') && e.error) return JSON.stringify({ type, ...head, ...rest, error: e.error.toJSON() });
+  return JSON.stringify({ type, ...head, ...rest });
+}
+
+/** What every `--json` / `--log` line carries besides the event: `ts` (ISO 8601, UTC, milliseconds) and `run_id`. */
+export interface JsonMeta {
+  /** One id per CLI run (16 hex), the same on every line of the run. */
+  runId: string;
+  now?: () => Date;
 }
 
 /** Plain, greppable lines for logs and non-TTY output: `<host>  <task>  <status>  <detail>`. */

@@ -13,6 +13,8 @@ import { makeConnector } from './connect.ts';
 export async function verifyCommand(
   f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean },
   out: (line: string) => void,
+  /** Serialises one `--json` object with the run's `ts` and `run_id` (default: plain JSON). */
+  jsonLine: (o: { type: string } & Record<string, unknown>) => string = (o) => JSON.stringify(o),
 ): Promise<number> {
   const inventory = await loadInventory(f.inventory);
   const limit = checkLimit(inventory, f.limit);
@@ -25,13 +27,13 @@ export async function verifyCommand(
       concurrency: f.concurrency,
       store: await openStore(inventory),
       connect: (h) => connector.get(h),
-      onRow: (r) => (f.json ? out(JSON.stringify({ type: 'check', ...r })) : rows.push(r)),
+      onRow: (r) => (f.json ? out(jsonLine({ type: 'check', ...r })) : rows.push(r)),
     });
     // Plain output: grouped by host in inventory order (JSON rows stream as they come).
     const order = [...inventory.nodes, ...inventory.cosigners].map((h) => h.name);
     rows.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
     for (const r of rows) out(`${r.host}  ${r.check}  ${r.ok ? 'pass' : 'FAIL'}  ${r.detail}`);
-    if (f.json) out(JSON.stringify({ type: 'summary', ...summary }));
+    if (f.json) out(jsonLine({ type: 'summary', ...summary }));
     else out(`${summary.ok ? '✔' : '✖'} ${summary.passed} passed, ${summary.failed} failed${summary.ok ? '' : ` (${Object.entries(summary.hosts).filter(([, h]) => !h.ok).map(([n, h]) => `${n}: ${h.failed.join(', ')}`).join('; ')})`}`);
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
   } finally {
