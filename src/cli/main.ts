@@ -18,6 +18,7 @@ import { makeConnector } from './connect.ts';
 import { eventToJson, formatFailure, plainRenderer } from './render-events.ts';
 import { listrRenderer } from './listr-renderer.ts';
 import { renderCommand } from './render-command.ts';
+import { COMPLETION_SHELLS, completionScript, type CompletionShell } from './completion.ts';
 import { verifyCommand } from './verify-command.ts';
 import { importEnvCommand, importHorcruxCommand } from './import-horcrux.ts';
 import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
@@ -361,6 +362,23 @@ export async function main(argv: string[]): Promise<number> {
       code = await renderCommand(f, out);
     });
 
+  program
+    .command('completion')
+    .argument('<shell>', COMPLETION_SHELLS.join(' | '))
+    .description('print a shell completion script (bash, zsh, fish) for every command and flag')
+    .addHelpText('after', `
+Examples:
+  source <(krypton-secrets completion bash)                                   # bash, this shell
+  krypton-secrets completion zsh > "\${fpath[1]}/_krypton-secrets"             # zsh
+  krypton-secrets completion fish > ~/.config/fish/completions/krypton-secrets.fish`)
+    .action((shell: string) => {
+      if (!(COMPLETION_SHELLS as readonly string[]).includes(shell)) {
+        throw new KryptonError('E_USAGE', `no completion for shell ${shell}`, { hint: `pick one of ${COMPLETION_SHELLS.join(', ')}` });
+      }
+      process.stdout.write(completionScript(shell as CompletionShell, program));
+    });
+  addExamples(program);
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -375,4 +393,30 @@ export async function main(argv: string[]): Promise<number> {
     if (debug && !(e instanceof KryptonError)) err(String((e as Error)?.stack ?? e));
     return ERROR_CODES[ke.code] ?? 1;
   }
+}
+
+/** Examples shown after each command's --help (the inventory and playbook names are the shipped ones). */
+const EXAMPLES: Record<string, string[]> = {
+  plan: ['krypton-secrets plan provision -i inventory/testnet.yml', 'krypton-secrets plan rotate-jwt -i inventory/testnet.yml --limit canary --detailed-exitcode'],
+  apply: [
+    'krypton-secrets apply provision -i inventory/testnet.yml',
+    "krypton-secrets apply rotate-jwt -i inventory/testnet.yml --limit 'val-*,!val-2'",
+    'krypton-secrets apply rotate-jwt -i inventory/testnet.yml --resume        # finish a halted rotation',
+    'krypton-secrets apply provision -i inventory/testnet.yml --limit @inventory/testnet.yml.retry',
+  ],
+  'rollback-jwt': ['krypton-secrets rollback-jwt -i inventory/testnet.yml', 'krypton-secrets rollback-jwt -i inventory/testnet.yml --to-version 3'],
+  verify: ['krypton-secrets verify -i inventory/testnet.yml', 'krypton-secrets verify -i inventory/testnet.yml --limit validators --json'],
+  'import-horcrux': ['krypton-secrets import-horcrux ./horcrux-keys -i inventory/testnet.yml', 'krypton-secrets import-horcrux ./horcrux-keys -i inventory/testnet.yml --shred-source'],
+  'import-env': ['krypton-secrets import-env node.env -i inventory/testnet.yml', 'krypton-secrets import-env val-1.env -i inventory/testnet.yml --node val-1 --replace'],
+  render: ['krypton-secrets render -i inventory/testnet.yml -o /tmp/rendered'],
+  hosts: ['krypton-secrets hosts -i inventory/testnet.yml', "krypton-secrets hosts -i inventory/testnet.yml --limit 'validators,!canary'"],
+  playbooks: ['krypton-secrets playbooks'],
+};
+
+function addExamples(program: Command): void {
+  for (const c of program.commands) {
+    const ex = EXAMPLES[c.name()];
+    if (ex) c.addHelpText('after', `\nExamples:\n${ex.map((l) => `  ${l}`).join('\n')}`);
+  }
+  program.addHelpText('after', `\nExamples:\n  krypton-secrets playbooks\n  krypton-secrets plan provision -i inventory/testnet.yml\n  krypton-secrets apply provision -i inventory/testnet.yml\n  krypton-secrets verify -i inventory/testnet.yml\n\nRun krypton-secrets <command> --help for a command's flags and examples.`);
 }

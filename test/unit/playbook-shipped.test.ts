@@ -36,3 +36,18 @@ describe('shipped playbooks found by name', () => {
     expect(list.every((p) => p.summary.length > 0)).toBe(true);
   });
 });
+
+describe('shell completion scripts', () => {
+  it('bash: a script bash accepts, naming every command and the flags of apply', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/dev.js'), 'completion', 'bash'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const c of ['plan', 'apply', 'verify', 'rollback-jwt', 'hosts', 'playbooks', 'render', 'import-env']) expect(r.stdout).toContain(c);
+    expect(r.stdout).toMatch(/apply\)[\s\S]*--detailed-exitcode/);
+    const syntax = spawnSync('bash', ['-n'], { input: r.stdout, encoding: 'utf8' });
+    expect(syntax.status, syntax.stderr).toBe(0);
+    const bad = spawnSync(process.execPath, [join(ROOT, 'bin/dev.js'), 'completion', 'tcsh'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/no completion for shell tcsh/);
+  }, 60_000);
+});
