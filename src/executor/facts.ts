@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { KryptonError } from '../core/errors.ts';
+import { KryptonError, scrubText } from '../core/errors.ts';
 import type { FactSpec, GatherEnv, RemoteFact } from '../model/task.ts';
 import type { Transport } from '../core/transport.ts';
 
 /**
  * Gathers a step's facts: every remote fact in ONE exec (one SSH channel: the snippets run in a subshell
  * each, their stdout fenced by a random boundary, stderr discarded), laptop facts concurrently.
- * Throws E_FACT when the host's output cannot be split back into facts, or a parser throws.
+ * Throws E_FACT when the host's output cannot be split back into facts (or a parser refuses it with E_FACT), and
+ * E_INTERNAL when a parser fails otherwise (a bug); a laptop fact's own error as it is.
  */
 export async function gatherFacts(
   specs: Record<string, FactSpec<unknown>>,
@@ -60,7 +61,12 @@ async function gatherRemote(remote: [string, RemoteFact<unknown>][], transport: 
     try {
       out[k] = s.parse(sec.stdout, sec.exit);
     } catch (err) {
-      throw new KryptonError('E_FACT', `could not parse fact ${k}: ${(err as Error).message}`, { hint: 'run with --debug and report the output' });
+      // A parser refuses output with a KryptonError; anything else it throws is a bug in that parser.
+      if (err instanceof KryptonError) throw err;
+      throw new KryptonError('E_INTERNAL', `the parser of fact ${k} failed on the host's output: ${scrubText(err instanceof Error ? err.message : String(err))}`, {
+        hint: 'this is a bug in krypton-secrets: please report it with the output of the same command with --debug (it prints the stack trace)',
+        cause: err,
+      });
     }
   }
 }

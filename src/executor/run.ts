@@ -89,7 +89,14 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
         continue;
       }
       o.sink({ type: 'wave-start', play: play.name, wave: w + 1, hosts: wave.map((h) => h.name) });
-      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState, locks))));
+      await Promise.all(
+        wave.map((h) =>
+          hostSlots.use(() =>
+            // the one place an exception that escaped a host's play is caught: a bug, reported for that host
+            runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState, locks).catch((err) => fail(o, h, states.get(h.name)!, internalError(err))),
+          ),
+        ),
+      );
       if (wave.some((h) => states.get(h.name)?.status === 'failed') && w < waves.length - 1) halted = true;
     }
   }
@@ -192,7 +199,7 @@ async function runHostPlay(
         o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'changed', actions: plan.actions.map((a) => a.description), durationMs: Date.now() - started });
       }
     } catch (err) {
-      const e = toKryptonError(err);
+      const e = internalError(err, task.id);
       // plan: once an earlier step would change this host, later steps see today's state, not the planned
       // one — a refusal there (e.g. "not a tmpfs mount" before mount.tmpfs ran) is no failure, only unknown.
       if (o.mode === 'plan' && state.status === 'changed' && (e.code === 'E_PLAN_CONFLICT' || e.code === 'E_INPUT' || e.code === 'E_FACT')) {
@@ -373,6 +380,21 @@ async function lockInOrder(hosts: readonly Host[], connect: (h: Host) => Promise
 /** What plans may know about the store. */
 export function capabilities(store: SecretStore): StoreCapabilities {
   return { delivery: store.delivery, hostCopies: store.hostFetch?.keepsCopy === true };
+}
+
+/**
+ * What a step (or a host's play) threw, as the error reported for that host: a KryptonError as it is; anything
+ * else is a bug in a task or in the executor — E_INTERNAL naming the task, the original (scrubbed) message and,
+ * in `cause`, the stack (`--debug` prints it); never a stack trace in the message.
+ */
+function internalError(err: unknown, task?: string): KryptonError {
+  if (err instanceof KryptonError) return err;
+  const msg = toKryptonError(err).message;
+  return new KryptonError('E_INTERNAL', `${task ?? 'the executor'} failed with an internal error: ${msg}`, {
+    hint: 'this is a bug in krypton-secrets: please report it with the output of the same command with --debug (it prints the stack trace)',
+    cause: err,
+    ...(task ? { task } : {}),
+  });
 }
 
 function describePlan(p: Plan): string {
