@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError, toKryptonError } from '../core/errors.ts';
+import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError } from '../core/errors.ts';
 import type { RunEvent, RunSummary } from '../core/events.ts';
 import { openStore } from '../backends/index.ts';
 import { NETWORK_SCOPE, refFor, refKey, type SecretRef } from '../model/layout.ts';
@@ -15,7 +15,7 @@ import { resolvePlaybookPath, shippedPlaybooks } from '../playbook/shipped.ts';
 import { acquireHostLocks, runPlaybook, type HostLock } from '../executor/run.ts';
 import { selectHosts, checkLimit } from '../executor/select.ts';
 import { makeConnector } from './connect.ts';
-import { eventToJson, formatFailure, plainRenderer } from './render-events.ts';
+import { eventToJson, plainRenderer, reportError, withDebugStacks } from './render-events.ts';
 import { listrRenderer } from './listr-renderer.ts';
 import { renderCommand } from './render-command.ts';
 import { COMPLETION_SHELLS, completionScript, type CompletionShell } from './completion.ts';
@@ -156,7 +156,9 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       }
     }
   }
-  const { sink, done } = renderer(flags.json, hosts, flags.log);
+  const shown = renderer(flags.json, hosts, flags.log);
+  const done = shown.done;
+  const sink = flags.debug ? withDebugStacks(shown.sink, err) : shown.sink;
   let locks: Map<string, Promise<HostLock>> | undefined;
   try {
     if (before) {
@@ -387,11 +389,7 @@ Examples:
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : ERROR_CODES.E_USAGE;
     }
-    const ke = toKryptonError(e);
-    if (jsonErrors) out(jsonLine({ type: 'error', error: ke.toJSON() }));
-    else err(formatFailure(ke));
-    if (debug && !(e instanceof KryptonError)) err(String((e as Error)?.stack ?? e));
-    return ERROR_CODES[ke.code] ?? 1;
+    return reportError(e, { json: jsonErrors, debug, jsonLine }, out, err);
   }
 }
 

@@ -1,5 +1,5 @@
-import type { RunEvent, RunSummary } from '../core/events.ts';
-import type { KryptonError } from '../core/errors.ts';
+import type { EventSink, RunEvent, RunSummary } from '../core/events.ts';
+import { ERROR_CODES, KryptonError, scrubText, toKryptonError } from '../core/errors.ts';
 
 /** Writes one line of text (no trailing newline needed). */
 export type LineWriter = (line: string) => void;
@@ -58,6 +58,48 @@ export function plainRenderer(write: LineWriter): (e: RunEvent) => void {
 export function formatFailure(err: KryptonError, host?: string, task?: string): string {
   const head = ['✖', host ?? err.host, task ?? err.task, err.code].filter(Boolean).join('  ');
   return [head, `  ${err.message.split('\n').join('\n  ')}`, ...(err.hint ? [`  hint: ${err.hint}`] : [])].join('\n');
+}
+
+/**
+ * For `--debug`: the stack trace of an internal error, scrubbed of secrets — of what was thrown (an E_INTERNAL's
+ * `cause`), or of anything thrown that is not a KryptonError. Undefined for the errors a user is meant to see
+ * (every other code): they carry their what, why and hint, not a trace.
+ */
+export function debugStack(err: unknown): string | undefined {
+  if (err instanceof KryptonError && err.code !== 'E_INTERNAL') return undefined;
+  const c = err instanceof KryptonError ? err.cause : err;
+  const stack = c instanceof Error && c.stack ? c.stack : err instanceof Error ? err.stack : undefined;
+  return scrubText(stack ?? String(err));
+}
+
+/** `--debug`: passes every event on, then writes the stack of each host's internal error once (to `write`: stderr). */
+export function withDebugStacks(sink: EventSink, write: LineWriter): EventSink {
+  const shown = new Set<unknown>();
+  return (e) => {
+    sink(e);
+    if ((e.type !== 'step' && e.type !== 'host-done') || !e.error || shown.has(e.error)) return;
+    shown.add(e.error);
+    const stack = debugStack(e.error);
+    if (stack) write(`${e.host}: ${stack}`);
+  };
+}
+
+/**
+ * The CLI's one top-level catch: what escaped a command, as one failure (a `--json` error object on `out`, else the
+ * three lines on `err`), its stack on `err` only with `debug` and only for an internal error. Returns the exit code.
+ */
+export function reportError(
+  e: unknown,
+  o: { json: boolean; debug: boolean; jsonLine?: (line: { type: string } & Record<string, unknown>) => string },
+  out: LineWriter,
+  err: LineWriter,
+): number {
+  const ke = toKryptonError(e);
+  if (o.json) out((o.jsonLine ?? JSON.stringify)({ type: 'error', error: ke.toJSON() }));
+  else err(formatFailure(ke));
+  const stack = o.debug ? debugStack(e) : undefined;
+  if (stack) err(stack);
+  return ERROR_CODES[ke.code] ?? 1;
 }
 
 export function formatSummary(s: RunSummary): string {

@@ -105,6 +105,9 @@ export function scrubCause(err: unknown): Error {
   const e = err as { name?: unknown; message?: unknown; code?: unknown; statusCode?: unknown };
   const out = new Error(scrubText(typeof e?.message === 'string' ? e.message : String(err)));
   out.name = typeof e?.name === 'string' ? e.name : 'Error';
+  // The stack of where it was thrown (for --debug): the original frames under the scrubbed message line.
+  const frames = err instanceof Error && typeof err.stack === 'string' ? err.stack.split('\n').filter((l) => /^\s+at /.test(l)) : [];
+  if (frames.length) out.stack = [`${out.name}: ${out.message}`, ...frames.map(scrubText)].join('\n');
   if (typeof e?.code === 'string' || typeof e?.code === 'number') (out as Error & { code?: unknown }).code = e.code;
   if (typeof e?.statusCode === 'number') (out as Error & { statusCode?: number }).statusCode = e.statusCode;
   return out;

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { KryptonError } from '../core/errors.ts';
+import { KryptonError, scrubText } from '../core/errors.ts';
 import type { FactSpec, GatherEnv, RemoteFact } from '../model/task.ts';
 import type { Transport } from '../core/transport.ts';
 
 /**
  * Gathers a step's facts: every remote fact in ONE exec (one SSH channel: the snippets run in a subshell
  * each, their stdout fenced by a random boundary, stderr discarded), laptop facts concurrently.
- * Throws E_FACT when the host's output cannot be split back into facts, or a parser throws.
+ * Throws E_FACT when the host's output cannot be split back into facts (or a parser refuses it with E_FACT), and
+ * E_INTERNAL when a parser fails otherwise (a bug); a laptop fact's own error as it is.
  */
 export async function gatherFacts(
   specs: Record<string, FactSpec<unknown>>,
@@ -30,29 +31,44 @@ export async function gatherFacts(
       if (s.kind === 'laptop') out[k] = await s.gather(env);
     }),
   );
-  if (remote.length) {
-    const b = `KF${randomBytes(6).toString('hex')}`;
-    // The exit fence starts on a new line even when a snippet's output lacks a final newline; the parser
-    // drops that one extra line break again.
-    const script = remote.map(([k, s]) => `echo '@@${b} ${k}'\n( ${s.script}\n) </dev/null 2>/dev/null\nprintf '\\n@@${b}-exit %s\\n' "$?"`).join('\n');
-    const res = await transport.exec(['sh', '-c', script], { timeoutMs: 30_000 });
-    const sections = splitSections(res.stdout, b);
-    for (const [k, s] of remote) {
-      const sec = sections.get(k);
-      if (!sec) {
-        throw new KryptonError('E_FACT', `could not read fact ${k} from the host (exit ${res.code}${res.stderr ? `: ${res.stderr.trim().slice(-200)}` : ''})`, {
-          hint: 'the host needs a POSIX sh with coreutils and util-linux (findmnt, stat, sha256sum)',
-        });
-      }
-      try {
-        out[k] = s.parse(sec.stdout, sec.exit);
-      } catch (err) {
-        throw new KryptonError('E_FACT', `could not parse fact ${k}: ${(err as Error).message}`, { hint: 'run with --debug and report the output' });
-      }
-    }
+  try {
+    if (remote.length) await gatherRemote(remote, transport, out);
+  } catch (err) {
+    // The step fails with the remote error, but only once its laptop facts (an Engine API probe, a store read)
+    // are done: none may run on past the step, nor reject later with no one to catch it.
+    await laptopDone.catch(() => undefined);
+    throw err;
   }
   await laptopDone;
   return out;
+}
+
+/** The remote facts in ONE exec, parsed into `out`. Throws E_FACT (see {@link gatherFacts}). */
+async function gatherRemote(remote: [string, RemoteFact<unknown>][], transport: Transport, out: Record<string, unknown>): Promise<void> {
+  const b = `KF${randomBytes(6).toString('hex')}`;
+  // The exit fence starts on a new line even when a snippet's output lacks a final newline; the parser
+  // drops that one extra line break again.
+  const script = remote.map(([k, s]) => `echo '@@${b} ${k}'\n( ${s.script}\n) </dev/null 2>/dev/null\nprintf '\\n@@${b}-exit %s\\n' "$?"`).join('\n');
+  const res = await transport.exec(['sh', '-c', script], { timeoutMs: 30_000 });
+  const sections = splitSections(res.stdout, b);
+  for (const [k, s] of remote) {
+    const sec = sections.get(k);
+    if (!sec) {
+      throw new KryptonError('E_FACT', `could not read fact ${k} from the host (exit ${res.code}${res.stderr ? `: ${res.stderr.trim().slice(-200)}` : ''})`, {
+        hint: 'the host needs a POSIX sh with coreutils and util-linux (findmnt, stat, sha256sum)',
+      });
+    }
+    try {
+      out[k] = s.parse(sec.stdout, sec.exit);
+    } catch (err) {
+      // A parser refuses output with a KryptonError; anything else it throws is a bug in that parser.
+      if (err instanceof KryptonError) throw err;
+      throw new KryptonError('E_INTERNAL', `the parser of fact ${k} failed on the host's output: ${scrubText(err instanceof Error ? err.message : String(err))}`, {
+        hint: 'this is a bug in krypton-secrets: please report it with the output of the same command with --debug (it prints the stack trace)',
+        cause: err,
+      });
+    }
+  }
 }
 
 function splitSections(stdout: string, b: string): Map<string, { stdout: string; exit: number }> {

@@ -10,7 +10,7 @@ import type { Transport } from '../core/transport.ts';
 import { applyAction } from './apply.ts';
 import { gatherFacts, prefetchRemoteFacts } from './facts.ts';
 import { checkLimit, selectHosts } from './select.ts';
-import { Semaphore } from './semaphore.ts';
+import { Budget, Semaphore } from './semaphore.ts';
 import { computeWaves } from './waves.ts';
 
 export interface RunOptions {
@@ -51,7 +51,8 @@ interface HostState {
  * (one exec for all remote facts), plans purely, applies the actions, then — when the task settles —
  * re-gathers and re-plans until the plan is noChange. A failed host stops its own steps; the others go on;
  * later waves of the play are halted. Disruptive steps hold the play's validator / RPC budget until they
- * converge. Returns the summary (also emitted as the last event). Throws only for bad usage (E_USAGE).
+ * converge; one that fails keeps its slot (the node may be down), and once no slot is left the hosts that need one
+ * stop before their disruptive step (skipped, E_HALTED). Returns the summary (also emitted as the last event). Throws only for bad usage (E_USAGE).
  */
 export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const limit = checkLimit(o.inventory, o.limit);
@@ -71,7 +72,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
     const hosts = selectHosts(o.inventory, play.hosts).filter((h) => (!limit || limit.has(h.name)) && states.get(h.name)?.status !== 'failed');
     if (!hosts.length) continue;
     o.sink({ type: 'play-start', play: play.name, hosts: hosts.map((h) => h.name) });
-    const budgets = { validator: new Semaphore(play.maxValidatorsDown), rpc: new Semaphore(play.maxRpcDown) };
+    const budgets: Budgets = { validator: disruptionBudget(play, 'validator'), rpc: disruptionBudget(play, 'rpc') };
     const onceLocks = new Map<number, Semaphore>();
     const waves = computeWaves(hosts, play.serial);
     let halted = false;
@@ -88,7 +89,14 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
         continue;
       }
       o.sink({ type: 'wave-start', play: play.name, wave: w + 1, hosts: wave.map((h) => h.name) });
-      await Promise.all(wave.map((h) => hostSlots.use(() => runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState, locks))));
+      await Promise.all(
+        wave.map((h) =>
+          hostSlots.use(() =>
+            // the one place an exception that escaped a host's play is caught: a bug, reported for that host
+            runHostPlay(o, play, h, states.get(h.name)!, budgets, onceLocks, memo, runState, locks).catch((err) => fail(o, h, states.get(h.name)!, internalError(err))),
+          ),
+        ),
+      );
       if (wave.some((h) => states.get(h.name)?.status === 'failed') && w < waves.length - 1) halted = true;
     }
   }
@@ -111,7 +119,7 @@ async function runHostPlay(
   play: Play,
   host: Host,
   state: HostState,
-  budgets: { validator: Semaphore; rpc: Semaphore },
+  budgets: Budgets,
   onceLocks: Map<number, Semaphore>,
   memo: Map<string, Promise<unknown>>,
   runState: Map<string, unknown>,
@@ -191,18 +199,47 @@ async function runHostPlay(
         o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'changed', actions: plan.actions.map((a) => a.description), durationMs: Date.now() - started });
       }
     } catch (err) {
-      const e = toKryptonError(err);
+      const e = internalError(err, task.id);
       // plan: once an earlier step would change this host, later steps see today's state, not the planned
       // one — a refusal there (e.g. "not a tmpfs mount" before mount.tmpfs ran) is no failure, only unknown.
       if (o.mode === 'plan' && state.status === 'changed' && (e.code === 'E_PLAN_CONFLICT' || e.code === 'E_INPUT' || e.code === 'E_FACT')) {
         o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'skipped', reason: `depends on the changes planned above (today: ${e.message})`, durationMs: Date.now() - started });
         continue;
       }
+      if (e.code === 'E_HALTED') {
+        // the play's budget is taken by nodes whose disruptive step failed: this host stops before its own
+        state.status = 'skipped';
+        state.error = e;
+        e.host ??= host.name;
+        e.task ??= task.id;
+        o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'skipped', reason: e.message, durationMs: Date.now() - started });
+        o.sink({ type: 'host-done', host: host.name, status: 'skipped', error: e });
+        return;
+      }
       fail(o, host, state, e, task.id, step.name, Date.now() - started);
       return;
     }
   }
   o.sink({ type: 'host-done', host: host.name, status: state.status });
+}
+
+interface Budgets {
+  validator: Budget;
+  rpc: Budget;
+}
+
+/**
+ * The play's validator or RPC budget. When every slot is held by a node whose disruptive step failed (it may still
+ * be down), the next node to need one stops with E_HALTED before it is disrupted too.
+ */
+function disruptionBudget(play: Play, role: 'validator' | 'rpc'): Budget {
+  const setting = role === 'validator' ? 'max_validators_down' : 'max_rpc_down';
+  const limit = role === 'validator' ? play.maxValidatorsDown : play.maxRpcDown;
+  return new Budget(limit, (lost) =>
+    new KryptonError('E_HALTED', `not disrupted: ${lost.join(', ')} failed in a disruptive step and may still be down (${setting}: ${limit})`, {
+      hint: `fix ${lost.join(', ')}, then run again (or --resume)`,
+    }),
+  );
 }
 
 /** Plans one step and, in apply mode, applies and settles it. Throws the refusal or apply error. */
@@ -213,7 +250,7 @@ async function runStep(
   env: GatherEnv,
   memo: Map<string, Promise<unknown>>,
   ctx: PlanContext,
-  budgets: { validator: Semaphore; rpc: Semaphore },
+  budgets: Budgets,
   runState: Map<string, unknown>,
   prefetched?: Record<string, unknown>,
 ): Promise<{ plan: Plan; applied: boolean }> {
@@ -227,7 +264,8 @@ async function runStep(
   if (first.kind === 'noChange' || o.mode === 'plan') return { plan: first, applied: false };
 
   const budget = task.disruptive && host.kind === 'node' ? (host.role === 'validator' ? budgets.validator : budgets.rpc) : undefined;
-  const release = budget ? await budget.acquire() : undefined;
+  const release = budget ? await budget.acquire(host.name) : undefined;
+  let converged = false;
   try {
     for (const action of first.actions) {
       const wroteStore = await applyAction(action, { host, inventory: o.inventory, transport: env.transport, store: o.store, runState });
@@ -250,8 +288,9 @@ async function runStep(
         last = await plan(after);
       }
     }
+    converged = true;
   } finally {
-    release?.();
+    release?.(converged); // not converged: the node may be down, its slot stays taken
   }
   return { plan: first, applied: true };
 }
@@ -341,6 +380,21 @@ async function lockInOrder(hosts: readonly Host[], connect: (h: Host) => Promise
 /** What plans may know about the store. */
 export function capabilities(store: SecretStore): StoreCapabilities {
   return { delivery: store.delivery, hostCopies: store.hostFetch?.keepsCopy === true };
+}
+
+/**
+ * What a step (or a host's play) threw, as the error reported for that host: a KryptonError as it is; anything
+ * else is a bug in a task or in the executor — E_INTERNAL naming the task, the original (scrubbed) message and,
+ * in `cause`, the stack (`--debug` prints it); never a stack trace in the message.
+ */
+function internalError(err: unknown, task?: string): KryptonError {
+  if (err instanceof KryptonError) return err;
+  const msg = toKryptonError(err).message;
+  return new KryptonError('E_INTERNAL', `${task ?? 'the executor'} failed with an internal error: ${msg}`, {
+    hint: 'this is a bug in krypton-secrets: please report it with the output of the same command with --debug (it prints the stack trace)',
+    cause: err,
+    ...(task ? { task } : {}),
+  });
 }
 
 function describePlan(p: Plan): string {

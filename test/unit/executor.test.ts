@@ -365,13 +365,15 @@ describe('gatherFacts', () => {
     expect(facts).toEqual({ b: { out: 'no newline', code: 0 } });
   });
 
-  it('a parser that throws is E_FACT naming the fact', async () => {
+  it('a parser that throws is a bug: E_INTERNAL naming the fact (a parser\'s own E_FACT refusal stays E_FACT)', async () => {
     const fleet = legacyFleet();
     const t: Transport = { name: 'x', exec: realSh, put: async () => {}, forward: async () => { throw new Error('no'); }, close: async () => {} };
     await expect(gatherFacts({ m: remote('echo x', () => { throw new Error('bad line'); }) }, t, { ...env(fleet), transport: t })).rejects.toMatchObject({
-      code: 'E_FACT',
-      message: 'could not parse fact m: bad line',
+      code: 'E_INTERNAL',
+      message: "the parser of fact m failed on the host's output: bad line",
     });
+    const refusal = new KryptonError('E_FACT', 'unexpected findmnt output', { hint: 'h' });
+    await expect(gatherFacts({ m: remote('echo x', () => { throw refusal; }) }, t, { ...env(fleet), transport: t })).rejects.toBe(refusal);
   });
 
   it('output that cannot be split back into facts is E_FACT', async () => {
