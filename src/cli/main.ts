@@ -18,6 +18,7 @@ import { makeConnector } from './connect.ts';
 import { eventToJson, plainRenderer, reportError, withDebugStacks } from './render-events.ts';
 import { listrRenderer } from './listr-renderer.ts';
 import { renderCommand } from './render-command.ts';
+import { INIT_BACKENDS, writeStarterInventory, type InitBackend } from './init.ts';
 import { COMPLETION_SHELLS, completionScript, type CompletionShell } from './completion.ts';
 import { verifyCommand } from './verify-command.ts';
 import { importEnvCommand, importHorcruxCommand } from './import-horcrux.ts';
@@ -365,6 +366,17 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   program
+    .command('init')
+    .description('write a commented starter inventory for a backend (vault, kms, secrets-manager); never overwrites a file')
+    .addOption(new Option('-b, --backend <backend>', 'secret store').choices([...INIT_BACKENDS]).default('vault'))
+    .addOption(new Option('-n, --network <chain-id>', 'chain id: 473374 testnet, 47337 mainnet').default('473374'))
+    .option('-o, --out <file>', 'inventory file to write', 'inventory.yml')
+    .action((f: { backend: InitBackend; network: string; out: string }) => {
+      if (!/^[1-9][0-9]*$/.test(f.network)) throw new KryptonError('E_USAGE', `--network ${f.network} is not a chain id`, { hint: 'give it in decimal, e.g. 473374 (testnet) or 47337 (mainnet)' });
+      writeStarterInventory(f.out, f.backend, f.network);
+      out(`wrote ${f.out} (backend ${f.backend}, network ${f.network}): replace its addresses, then run krypton-secrets hosts -i ${f.out}`);
+    });
+  program
     .command('completion')
     .argument('<shell>', COMPLETION_SHELLS.join(' | '))
     .description('print a shell completion script (bash, zsh, fish) for every command and flag')
@@ -409,6 +421,7 @@ const EXAMPLES: Record<string, string[]> = {
   render: ['krypton-secrets render -i inventory/testnet.yml -o /tmp/rendered'],
   hosts: ['krypton-secrets hosts -i inventory/testnet.yml', "krypton-secrets hosts -i inventory/testnet.yml --limit 'validators,!canary'"],
   playbooks: ['krypton-secrets playbooks'],
+  init: ['krypton-secrets init -o inventory/testnet.yml', 'krypton-secrets init --backend kms --network 47337 -o inventory/mainnet.yml'],
 };
 
 function addExamples(program: Command): void {

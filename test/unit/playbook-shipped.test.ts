@@ -51,3 +51,30 @@ describe('shell completion scripts', () => {
     expect(bad.stderr).toMatch(/no completion for shell tcsh/);
   }, 60_000);
 });
+
+describe('init: starter inventories', () => {
+  it('loads as written for every backend, with the backend and network asked for', async () => {
+    const { starterInventory, INIT_BACKENDS } = await import('../../src/cli/init.ts');
+    const { parseInventory } = await import('../../src/inventory/loader.ts');
+    for (const b of INIT_BACKENDS) {
+      const inv = parseInventory(`starter-${b}.yml`, starterInventory(b, '47337'));
+      expect(inv.backend).toBe(b);
+      expect(inv.network).toBe('47337');
+      expect(inv.nodes.map((n) => n.name)).toEqual(['val-1', 'val-2', 'rpc-1']);
+      expect(inv.groups).toEqual({ canary: ['val-1'] });
+    }
+  });
+
+  it('never overwrites a file', async () => {
+    const { writeStarterInventory } = await import('../../src/cli/init.ts');
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'krypton-init-'));
+    const f = join(dir, 'inv.yml');
+    writeFileSync(f, 'mine\n');
+    expect(() => writeStarterInventory(f, 'vault', '473374')).toThrow(/exists: init never overwrites/);
+    expect(readFileSync(f, 'utf8')).toBe('mine\n');
+    writeStarterInventory(join(dir, 'new.yml'), 'kms', '473374');
+    expect(readFileSync(join(dir, 'new.yml'), 'utf8')).toMatch(/^backend: kms$/m);
+  });
+});
