@@ -36,6 +36,7 @@ export function plainRenderer(write: LineWriter): (e: RunEvent) => void {
       case 'step':
         if (e.status === 'ok') write(`${e.host}  ${e.task}  ok  ${e.reason ?? ''}`);
         else if (e.status === 'changed') write(`${e.host}  ${e.task}  changed  ${(e.actions ?? []).join('; ')}`);
+        else if (e.status === 'skipped') write(`${e.host}  ${e.task}  skipped  ${e.reason ?? ''}`);
         else if (e.status === 'failed' && e.error) write(formatFailure(e.error, e.host, e.task));
         break;
       case 'host-done':
