@@ -200,7 +200,15 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       }
     }
     if (mode === 'apply') await writeRetryFile(flags.inventory, summary, flags.json ?? false);
-    if (interrupt.signal.aborted) return 130;
+    if (interrupt.signal.aborted) {
+      // The summary is above (or the last --json line); say how to finish what the interrupt left.
+      const left = Object.values(summary.hosts).filter((h) => h.status === 'skipped' || h.status === 'failed').length;
+      const resume = mode === 'apply' && rotates ? ' --resume' : '';
+      const again = `krypton-secrets ${mode} ${playbookFile} -i ${flags.inventory}${resume}`;
+      if (flags.json) out(jsonLine({ type: 'interrupted', hosts_left: left, complete_with: again }));
+      else err(`interrupted: the steps under way finished, ${left} host(s) not done; finish with: ${again}`);
+      return 130;
+    }
     // plan --detailed-exitcode (as terraform's): 0 converged, 2 changes pending, 1 an error.
     if (mode === 'plan' && flags.detailedExitcode) return summary.failed > 0 || summary.skipped > 0 ? EXIT_HOSTS_FAILED : summary.changed > 0 ? 2 : 0;
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
