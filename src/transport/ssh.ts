@@ -44,6 +44,13 @@ const { Client, utils: sshUtils } = ssh2;
 export const MAX_CHANNELS_PER_CONNECTION = 8;
 /** Default exec timeout in milliseconds. */
 export const DEFAULT_EXEC_TIMEOUT_MS = 120_000;
+/** The hint of an exec timeout when the caller names no setting. */
+const DEFAULT_TIMEOUT_HINT = 'raise the bound with timeouts.exec_seconds in the inventory (defaults: or the host), exec_timeout_seconds on the playbook step, or --timeout <seconds>; or check why the command hangs';
+
+/** 30000 -> "30 s"; 300 or 1500 -> "300 ms", "1500 ms". */
+function fmtSeconds(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
 /** Default for the whole connect (TCP + key exchange + auth), in milliseconds. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 /** SSH keepalive interval (ms) and how many unanswered keepalives drop the connection. */
@@ -804,7 +811,7 @@ class Ssh2Transport implements SshTransport {
               /* not all servers take signals */
             }
             ch.close();
-            fail(`timed out after ${timeoutMs} ms`, undefined, 'raise timeoutMs for this step, or check why the command hangs');
+            fail(`timed out after ${fmtSeconds(timeoutMs)}`, undefined, opts.timeoutHint ?? DEFAULT_TIMEOUT_HINT);
           }, timeoutMs);
           ch.on('data', (c: Buffer) => out.push(c));
           ch.stderr.on('data', (c: Buffer) => errOut.push(c));
@@ -844,7 +851,7 @@ class Ssh2Transport implements SshTransport {
         if (done) return;
         done = true;
         release();
-        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: no answer within ${timeoutMs} ms`, { host: this.name }));
+        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: no answer within ${fmtSeconds(timeoutMs)}`, { host: this.name, hint: DEFAULT_TIMEOUT_HINT }));
       }, timeoutMs);
       try {
         this.#client.exec(line, (err, ch) => {
