@@ -43,7 +43,7 @@ export interface RunOptions {
    */
   timeoutSeconds?: number;
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
-  report?: (hosts: Host[]) => Promise<Record<string, unknown>>;
+  report?: (hosts: Host[], summary: RunSummary) => Promise<Record<string, unknown>>;
 }
 
 interface HostState {
@@ -103,7 +103,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const summary = summarise(states);
   if (o.report) {
     try {
-      summary.notes = await o.report(allHosts);
+      summary.notes = await o.report(allHosts, summary);
     } catch (err) {
       o.sink({ type: 'warning', message: `could not gather the report: ${toKryptonError(err).message}` });
     }

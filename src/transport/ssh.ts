@@ -1007,13 +1007,32 @@ class Ssh2Transport implements SshTransport {
       if (err instanceof KryptonError) throw sftpErr(`put ${path} on ${this.name} failed: ${err.message}`, err, err.hint);
       const e = err as SftpErr & { step?: string };
       const status = typeof e.code === 'number' ? SFTP_STATUS[e.code] : undefined;
-      const why = status ?? errText(e).toLowerCase();
+      let why = status ?? errText(e).toLowerCase();
       const step = e.step ?? 'write';
       let hint: string | undefined;
       if (step === 'create' && e.code === 2) hint = `create the directory ${dir} first`;
       else if (step === 'create' && e.code === 3) hint = `${this.target.user} may not write in ${dir}`;
       else if (step === 'chown') hint = 'changing ownership needs root on the host';
       else if (/does not support/i.test(e.message)) hint = 'the host\'s SFTP server lacks the OpenSSH extensions posix-rename@openssh.com / fsync@openssh.com';
+      else if (step === 'write' || step === 'fsync' || step === 'close') {
+        // OpenSSH's sftp-server answers ENOSPC with a bare "failure": ask the filesystem (statvfs@openssh.com).
+        const free = await new Promise<number | undefined>((res) => {
+          try {
+            sftp.ext_openssh_statvfs(dir, (e2, st: { f_bavail: number | bigint; f_frsize: number | bigint }) => {
+              const n = e2 ? NaN : Number(st.f_bavail) * Number(st.f_frsize);
+              res(Number.isFinite(n) ? n : undefined);
+            });
+          } catch {
+            res(undefined);
+          }
+        });
+        if (free !== undefined && free < data.length + 4096) {
+          why = `no space left on the filesystem of ${dir} (${free} bytes free, ${data.length} to write)`;
+          hint = `free space on ${this.name} (the secrets tmpfs is small by design: remove files there that are not the tool's, or raise mount.tmpfs size_bytes), then run again`;
+        } else {
+          hint = `the host's SFTP server refused the ${step}${free !== undefined ? ` (${free} bytes free on ${dir})` : ''}: check the filesystem of ${dir} and the host's logs, then run again`;
+        }
+      }
       throw sftpErr(`put ${path} on ${this.name} failed at ${step}: ${why}`, err, hint);
     } finally {
       if (wipe) data.fill(0);
