@@ -68,8 +68,8 @@ export async function startFaultProxy(upstream: string, host: string): Promise<F
         return;
       }
       const after = action?.kind === 'forward' ? action.after : undefined;
-      const headers = { ...req.headers, host: up.host };
-      const fwd = httpRequest({ host: up.hostname, port: up.port, method: r.method, path: r.path, headers }, (upRes) => {
+      // Headers unchanged, Host included: an AWS SigV4 signature covers it.
+      const fwd = httpRequest({ host: up.hostname, port: up.port, method: r.method, path: r.path, headers: req.headers }, (upRes) => {
         const body: Buffer[] = [];
         upRes.on('data', (c: Buffer) => body.push(c));
         upRes.on('end', () => {
