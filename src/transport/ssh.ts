@@ -649,7 +649,8 @@ function connectError(target: SshTarget, err: unknown, phase: string): KryptonEr
   let why: string;
   let hint = `check that ${target.address} is up, reachable and runs sshd on port ${target.port}`;
   if (e?.level === 'client-timeout') {
-    why = /Keepalive/i.test(e.message) ? 'the server stopped answering keepalives' : `timed out after ${target.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`;
+    why = /Keepalive/i.test(e.message) ? 'the server stopped answering keepalives' : `timed out after ${fmtSeconds(target.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)}`;
+    if (!/Keepalive/i.test(e.message)) hint += ' (a slow host: raise ssh.connect_timeout_seconds in the inventory, or ConnectTimeout in ssh_config)';
   } else if (code === 'ECONNREFUSED') {
     why = 'connection refused';
   } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
