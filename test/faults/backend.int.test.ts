@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRIDGE_ADDRESS, MOTO_ADDRESS, VAULT_ADDRESS, hostExec, sandboxDown, sandboxUp, type SandboxInfo } from '../sandbox/index.ts';
-import { cli } from '../integration/helpers.ts';
+import { cli, vaultJwt } from '../integration/helpers.ts';
 import { startFaultProxy, type FaultProxy, type ProxiedRequest } from './backend-proxy.ts';
 import { completionOf, expectConverges, expectHostError, expectPairsAgree, expectRunLevelError, faultCase } from './backend-checks.ts';
 
@@ -97,6 +97,55 @@ describe('fault matrix: Vault (the real OpenBao behind a fault proxy, bao agents
       expect(r.summary?.hosts['val-2']?.status).toBe('skipped');
       await expectPairsAgree(NODES, since);
       await expectConverges(info, completionOf(r, NODES), env, NODES, since, inv);
+    });
+  });
+
+  it('Vault sealed before the run: it stops before any host work with E_VAULT (exit 22); unsealed, the same apply converges', async () => {
+    await faultCase('vault-sealed-before-run', async () => {
+      const since = nowS();
+      expect(await bao('sys/seal', {})).toBe(204);
+      let r;
+      try {
+        r = await cli(info, ['apply', PROVISION, '-i', inv, '--json'], env);
+      } finally {
+        await unseal();
+      }
+      const e = expectRunLevelError(r, { E_VAULT: 22 });
+      expect(`${e.message} ${e.hint}`).toMatch(/sealed|503/);
+      await expectPairsAgree(NODES, since);
+      await expectConverges(info, ['apply', PROVISION, '-i', inv], env, NODES, since, inv);
+    });
+  });
+
+  it('a rollback halted by a timeout (the agent cannot render in time): E_TIMEOUT naming --timeout, the report names every node\'s version and the command that completes it', async () => {
+    await faultCase('rollback-halted-by-timeout', async () => {
+      // A rollback needs an older version (the earlier cases rotated; alone, rotate once first).
+      if ((await vaultJwt(info)).version < 2) expect((await cli(info, ['apply', ROTATE, '-i', inv, '--json'], env)).code).toBe(0);
+      const since = nowS();
+      const before = await vaultJwt(info);
+      const release = deferred<void>();
+      let held = 0;
+      // Every agent read of the JWT hangs: the canary's agent.start cannot see the restored value rendered.
+      proxy.rule = (r) => (r.method === 'GET' && JWT_PATH.test(r.path) && !fromLaptop(r) ? (held++, { kind: 'hold', until: release.promise }) : undefined);
+      let r;
+      try {
+        r = await cli(info, ['rollback-jwt', '-i', inv, '--json', '--timeout', '8'], env);
+        expect(held).toBeGreaterThanOrEqual(1);
+        const e = expectHostError(r, 'val-1', ['E_TIMEOUT']);
+        expect(e.message).toMatch(/^agent\.start did not converge within 8 s \(--timeout 8\)/);
+        const restored = await vaultJwt(info);
+        expect(restored.version).toBe(before.version + 1);
+        const notes = (r.summary as unknown as { notes: { jwt_versions: Record<string, { version: number | null; current: { version: number } | null }> } }).notes.jwt_versions;
+        for (const n of NODES) expect(notes[n]?.current?.version, n).toBe(restored.version);
+        expect(notes['val-2']?.version).toBe(before.version);
+        // The agents are still held: el, cl and jwt.hex on every node are on the value before the rollback.
+        await expectPairsAgree(NODES, since);
+      } finally {
+        proxy.rule = undefined;
+        release.resolve();
+      }
+      await expectConverges(info, completionOf(r, NODES), env, NODES, since, inv);
+      expect((await vaultJwt(info)).version, 'completing the rollback wrote no other version').toBe(before.version + 1);
     });
   });
 
