@@ -203,6 +203,16 @@ export function awsError(f: AwsFault, c: AwsCallContext): KryptonError {
     case 'SignatureDoesNotMatch':
     case 'ExpiredTokenException':
       return mk('E_KMS_DENIED', `AWS did not accept the credentials of ${c.identity} (${f.code}) for ${c.action}`, 'refresh the credentials (aws sso login, new access key) and check the clock');
+    case 'ThrottlingException':
+    case 'Throttling':
+    case 'TooManyRequestsException':
+    case 'RequestLimitExceeded':
+      // The SDK (and the hosts' aws CLI) already retried with backoff: the quota stayed exceeded for that long.
+      return mk(
+        'E_KMS',
+        `AWS throttled ${c.action} on ${c.subject} for ${c.identity} (${f.code}: ${f.message}), and its retries with backoff did not get through`,
+        'run again in a minute (nothing was written); lower --concurrency, or raise the account\'s KMS request quota for this region',
+      );
     case 'NoBlob':
       return mk('E_KMS_CONFIG', `${c.subject} is missing on the host: ${f.message}`, 'run kms.put-blob first (apply playbooks/provision.yml)');
     default:

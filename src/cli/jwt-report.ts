@@ -1,11 +1,26 @@
 import { shortFingerprint } from '../core/secret.ts';
+import { toKryptonError } from '../core/errors.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
 import { JWT_FILE, refFor } from '../model/layout.ts';
 import type { SecretStore } from '../model/store.ts';
-import type { Transport } from '../core/transport.ts';
+import { shellQuote, type Transport } from '../core/transport.ts';
+import { isAbsolute, relative, resolve } from 'node:path';
 
-/** Per node: the JWT version it holds (matched by SHA-256 fingerprint against the backend's live versions). */
-export type JwtVersionReport = Record<string, { version: number | null; fingerprint: string | null; unreachable?: true }>;
+/**
+ * Per node: the JWT version it holds (matched by SHA-256 fingerprint against the backend's live versions), and the
+ * backend's current version of that node's JWT (`current`: number and short fingerprint; null when the store has none).
+ */
+export type JwtVersionReport = Record<
+  string,
+  {
+    version: number | null;
+    fingerprint: string | null;
+    unreachable?: true;
+    current: { version: number; fingerprint: string } | null;
+    /** The backend could not list the versions (then `version` and `current` are unknown: null). */
+    storeError?: string;
+  }
+>;
 
 /**
  * Which node holds which Engine-API JWT version, by version number and fingerprint (never the value): one
@@ -18,19 +33,54 @@ export async function jwtVersionReport(hosts: Host[], connect: (h: Host) => Prom
     hosts
       .filter((h) => h.kind === 'node')
       .map(async (h) => {
-        const versions = await store.versions(refFor(inv, 'engine-jwt', h.name));
+        // A backend that cannot answer (sealed, throttled) leaves the versions unknown; the fingerprints still count.
+        let storeError: string | undefined;
+        const versions = await store.versions(refFor(inv, 'engine-jwt', h.name)).catch((e: unknown) => {
+          storeError = toKryptonError(e).message;
+          return [];
+        });
+        // The store lists live versions newest first: the first is the current one.
+        const cur = versions[0];
+        const current = cur ? { version: cur.version, fingerprint: shortFingerprint(cur.fingerprint) } : null;
         let fp: string | null = null;
         try {
           const t = await connect(h);
           const r = await t.exec(['sha256sum', '--', JWT_FILE]);
           fp = r.code === 0 ? (r.stdout.trim().split(/\s+/)[0] ?? null) : null;
         } catch {
-          out[h.name] = { version: null, fingerprint: null, unreachable: true };
+          out[h.name] = { version: null, fingerprint: null, unreachable: true, current, ...(storeError ? { storeError } : {}) };
           return;
         }
         const v = fp ? versions.find((x) => x.fingerprint === fp) : undefined;
-        out[h.name] = { version: v?.version ?? null, fingerprint: fp ? shortFingerprint(fp) : null };
+        out[h.name] = { version: v?.version ?? null, fingerprint: fp ? shortFingerprint(fp) : null, current, ...(storeError ? { storeError } : {}) };
       }),
   );
   return out;
+}
+
+/**
+ * The report for people: one line per node (the version it holds, its fingerprint, and whether that is the backend's
+ * current one), then — when the run did not finish (`halted`) — the one command that completes it.
+ */
+export function jwtReportLines(report: JwtVersionReport, completeWith?: string): string[] {
+  const lines: string[] = [];
+  for (const [h, v] of Object.entries(report)) {
+    const holds = v.unreachable ? 'unreachable: unknown' : v.version !== null ? `v${v.version}` : v.storeError ? 'a value whose version the backend could not say' : v.fingerprint ? 'a value the backend no longer has' : 'no jwt.hex';
+    const cur = v.storeError ? ` (the backend's versions: ${v.storeError})` : v.current ? (v.version === v.current.version ? ' = the current version' : `; the backend's current is v${v.current.version} (${v.current.fingerprint})`) : '';
+    lines.push(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}${cur}`);
+  }
+  if (completeWith) {
+    const behind = Object.entries(report).filter(([, v]) => !v.current || v.version !== v.current.version).map(([h]) => h);
+    lines.push(`  ${behind.length ? `${behind.join(', ')} ${behind.length === 1 ? 'is' : 'are'} not on the current version` : 'every node holds the current version'}; complete the run with: ${completeWith}`);
+  }
+  return lines;
+}
+
+/** `krypton-secrets apply <playbook> -i <inventory> [-l …] --resume`, paths as the user can type them from here. */
+export function resumeCommand(playbook: string, inventory: string, limit?: string[]): string {
+  const shown = (p: string) => {
+    const rel = relative(process.cwd(), resolve(p));
+    return shellQuote(rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : resolve(p));
+  };
+  return ['krypton-secrets', 'apply', shown(playbook), '-i', shown(inventory), ...(limit?.length ? ['-l', shellQuote(limit.join(','))] : []), '--resume'].join(' ');
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError } from '../core/errors.ts';
+import { ERROR_CODES, EXIT_HOSTS_FAILED, KryptonError, toKryptonError } from '../core/errors.ts';
 import type { RunEvent, RunSummary } from '../core/events.ts';
 import { openStore } from '../backends/index.ts';
 import { NETWORK_SCOPE, refFor, refKey, type SecretRef } from '../model/layout.ts';
@@ -22,7 +22,9 @@ import { INIT_BACKENDS, writeStarterInventory, type InitBackend } from './init.t
 import { COMPLETION_SHELLS, completionScript, type CompletionShell } from './completion.ts';
 import { verifyCommand } from './verify-command.ts';
 import { importEnvCommand, importHorcruxCommand } from './import-horcrux.ts';
-import { jwtVersionReport, type JwtVersionReport } from './jwt-report.ts';
+import { jwtReportLines, jwtVersionReport, resumeCommand, type JwtVersionReport } from './jwt-report.ts';
+import { boundTransport, execBound } from '../executor/timeouts.ts';
+import type { Host } from '../model/inventory.ts';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 /** One id per CLI run: on every `--json` and `--log` line, so lines of one run can be told from another's. */
@@ -52,6 +54,8 @@ interface RunFlags {
   json?: boolean;
   acceptNew?: boolean;
   debug?: boolean;
+  /** `--timeout <seconds>`: every wait and every remote command's bound (src/executor/timeouts.ts). */
+  timeout?: number;
 }
 
 function positiveInt(v: string): number {
@@ -98,7 +102,17 @@ function runFlags(cmd: Command): Command {
     .option('--json', 'one JSON object per line; the last is the summary')
     .option('--accept-new', 'record the host key of a host not yet in known_hosts (never a changed one); says what it recorded')
     .option('--log <file>', 'also append every event as a JSON line (with ts and run_id; never a secret) to this file')
+    .addOption(timeoutOption())
     .option('--debug', 'print stack traces of internal errors');
+}
+
+/** `--timeout <seconds>`: over the playbook's and the inventory's timeout settings. */
+function timeoutOption(): Option {
+  return new Option('--timeout <seconds>', 'bound every wait (a step converging) and every remote command to this many seconds, over the playbook\'s and inventory\'s timeouts').argParser((v) => {
+    const n = positiveInt(v);
+    if (n > 3600) throw new InvalidArgumentError('expected seconds 1..3600');
+    return n;
+  });
 }
 
 /** Picks the renderer: `--json` lines, listr2 in a terminal, plain lines otherwise. */
@@ -137,7 +151,10 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     },
   });
   if (flags.log) writeFileSync(flags.log, '', { flag: 'a', mode: 0o600 });
+  // Every command on a host runs under its exec bound (the inventory's timeouts.exec_seconds, --timeout).
+  const connect = async (h: Host) => boundTransport(await connector.get(h), execBound(h, undefined, flags.timeout));
   const store = await openStore(inventory);
+  const completeWith = resumeCommand(playbookFile, flags.inventory, flags.limit);
   const shared = (node: string) => refFor(inventory, 'engine-jwt', node).scope === NETWORK_SCOPE;
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
   // A rotation (or a rollback, which writes a version before it runs) that reaches only some nodes of a shared
@@ -161,14 +178,16 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const done = shown.done;
   const sink = flags.debug ? withDebugStacks(shown.sink, err) : shown.sink;
   let locks: Map<string, Promise<HostLock>> | undefined;
+  let wrote = false;
   try {
     if (before) {
       // Lock every host first: a backend write must not race a run already working on the fleet.
       locks = await acquireHostLocks(
         inventory.nodes.filter((n) => hosts.includes(n.name)),
-        (h) => connector.get(h),
+        connect,
       );
       await before(store);
+      wrote = true;
     }
     // Ctrl-C: finish the steps under way (no host is left half-written), start nothing new, report, exit.
     const interrupt = new AbortController();
@@ -179,6 +198,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     };
     process.on('SIGINT', onSigint);
     const summary = await runPlaybook({
+      timeoutSeconds: flags.timeout,
       signal: interrupt.signal,
       locks,
       inventory,
@@ -189,15 +209,16 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       resume: flags.resume,
       sink,
       store,
-      connect: (h) => connector.get(h),
-      report: rotates ? async (hs) => ({ jwt_versions: await jwtVersionReport(hs, (h) => connector.get(h), store, inventory) }) : undefined,
+      connect,
+      // A rotation or rollback says which node holds which version; one that did not finish, the command that completes it.
+      report: rotates
+        ? async (hs, s) => ({ jwt_versions: await jwtVersionReport(hs, connect, store, inventory), ...(mode === 'apply' && !s.ok ? { complete_with: completeWith } : {}) })
+        : undefined,
     });
+    const halted = summary.notes?.['complete_with'] !== undefined;
     await done();
     if (!flags.json && summary.notes?.['jwt_versions']) {
-      for (const [h, v] of Object.entries(summary.notes['jwt_versions'] as JwtVersionReport)) {
-        const holds = v.unreachable ? 'unreachable: unknown' : v.version !== null ? `v${v.version}` : v.fingerprint ? 'a value the backend no longer has' : 'no jwt.hex';
-        out(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
-      }
+      for (const line of jwtReportLines(summary.notes['jwt_versions'] as JwtVersionReport, halted ? completeWith : undefined)) out(line);
     }
     if (mode === 'apply') await writeRetryFile(flags.inventory, summary, flags.json ?? false);
     if (interrupt.signal.aborted) {
@@ -212,6 +233,16 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     // plan --detailed-exitcode (as terraform's): 0 converged, 2 changes pending, 1 an error.
     if (mode === 'plan' && flags.detailedExitcode) return summary.failed > 0 || summary.skipped > 0 ? EXIT_HOSTS_FAILED : summary.changed > 0 ? 2 : 0;
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;
+  } catch (e) {
+    // A rollback wrote its version, then the run stopped before moving the nodes: say how to finish it.
+    if (wrote) {
+      const k = toKryptonError(e);
+      throw new KryptonError(k.code, `${k.message} (after the rollback wrote the restored version: the nodes are still on the one before)`, {
+        hint: `${k.hint ? `${k.hint}; then ` : ''}complete the rollback with: ${completeWith}`,
+        ...(k.host ? { host: k.host } : {}),
+      });
+    }
+    throw e;
   } finally {
     process.removeAllListeners('SIGINT');
     await connector.closeAll();
@@ -328,8 +359,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('-l, --limit <patterns>', LIMIT_HELP, limitList)
     .addOption(new Option('-f, --concurrency <n>', 'hosts audited at once').argParser(positiveInt).default(16))
     .option('--json', 'one JSON object per row; the last is the summary')
+    .addOption(timeoutOption())
     .option('--debug', 'print stack traces of internal errors')
-    .action(async (f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean; debug?: boolean }) => {
+    .action(async (f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean; debug?: boolean; timeout?: number }) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
       code = await verifyCommand(f, out, jsonLine);

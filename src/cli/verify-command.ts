@@ -5,13 +5,14 @@ import { loadInventory } from '../inventory/loader.ts';
 import { runVerify } from '../verify/run.ts';
 import type { CheckRow } from '../verify/checks.ts';
 import { makeConnector } from './connect.ts';
+import { boundTransport, execBound } from '../executor/timeouts.ts';
 
 /**
  * `krypton-secrets verify -i <inventory>`: prints `<host>  <check>  pass|FAIL  <detail>` rows (or `--json`
  * objects `{"type":"check",…}` then `{"type":"summary",…}`); exit 0 when every check passes, 1 otherwise.
  */
 export async function verifyCommand(
-  f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean },
+  f: { inventory: string; limit?: string[]; concurrency: number; json?: boolean; timeout?: number },
   out: (line: string) => void,
   /** Serialises one `--json` object with the run's `ts` and `run_id` (default: plain JSON). */
   jsonLine: (o: { type: string } & Record<string, unknown>) => string = (o) => JSON.stringify(o),
@@ -26,7 +27,8 @@ export async function verifyCommand(
       limit,
       concurrency: f.concurrency,
       store: await openStore(inventory),
-      connect: (h) => connector.get(h),
+      // Every command on a host runs under its exec bound (timeouts.exec_seconds, --timeout).
+      connect: async (h) => boundTransport(await connector.get(h), execBound(h, undefined, f.timeout)),
       onRow: (r) => (f.json ? out(jsonLine({ type: 'check', ...r })) : rows.push(r)),
     });
     // Plain output: grouped by host in inventory order (JSON rows stream as they come).

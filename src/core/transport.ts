@@ -15,6 +15,8 @@ export interface ExecOptions {
   cwd?: string;
   /** Kill the channel after this many milliseconds (default 120 000). */
   timeoutMs?: number;
+  /** The hint of the timeout's error: which setting raises the bound (default: `timeouts.exec_seconds` / `--timeout`). */
+  timeoutHint?: string;
 }
 
 export interface PutOptions {

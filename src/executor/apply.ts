@@ -79,7 +79,7 @@ export async function applyAction(a: Action, env: ApplyEnv): Promise<boolean> {
       const s = hostSecrets(env.inventory, env.host).find((x) => x.name === a.name);
       if (!hf || !s) throw new KryptonError('E_INTERNAL', `no host-side fetch for ${a.name} on ${env.host.name}`, { hint: 'report this: the plan named a fetch the store cannot do' });
       const target = await hf.target();
-      const res = await transport.exec(hf.fetchArgv(env.inventory, env.host, s, target, a.sha256), { timeoutMs: 90_000 });
+      const res = await transport.exec(hf.fetchArgv(env.inventory, env.host, s, target, a.sha256));
       if (res.code !== 0) throw hf.failure(env.host, s, res.code, res.stderr, target);
       return false;
     }

@@ -49,7 +49,8 @@ async function gatherRemote(remote: [string, RemoteFact<unknown>][], transport: 
   // The exit fence starts on a new line even when a snippet's output lacks a final newline; the parser
   // drops that one extra line break again.
   const script = remote.map(([k, s]) => `echo '@@${b} ${k}'\n( ${s.script}\n) </dev/null 2>/dev/null\nprintf '\\n@@${b}-exit %s\\n' "$?"`).join('\n');
-  const res = await transport.exec(['sh', '-c', script], { timeoutMs: 30_000 });
+  // Bounded by the transport's exec bound (timeouts.exec_seconds / exec_timeout_seconds / --timeout; 120 s).
+  const res = await transport.exec(['sh', '-c', script]);
   const sections = splitSections(res.stdout, b);
   for (const [k, s] of remote) {
     const sec = sections.get(k);

@@ -12,6 +12,7 @@ import { gatherFacts, prefetchRemoteFacts } from './facts.ts';
 import { checkLimit, selectHosts } from './select.ts';
 import { Budget, Semaphore } from './semaphore.ts';
 import { computeWaves } from './waves.ts';
+import { boundTransport, execBound, settleOf, stepBound } from './timeouts.ts';
 
 export interface RunOptions {
   inventory: Inventory;
@@ -36,8 +37,13 @@ export interface RunOptions {
   locks?: Map<string, Promise<HostLock>>;
   /** Aborted (Ctrl-C): no new step or wave starts; steps under way finish, so no host is left half-written. */
   signal?: AbortSignal;
+  /**
+   * `--timeout <seconds>`: every step's wait bound and every remote command's bound, over the playbook's and the
+   * inventory's settings (src/executor/timeouts.ts).
+   */
+  timeoutSeconds?: number;
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
-  report?: (hosts: Host[]) => Promise<Record<string, unknown>>;
+  report?: (hosts: Host[], summary: RunSummary) => Promise<Record<string, unknown>>;
 }
 
 interface HostState {
@@ -105,7 +111,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const summary = summarise(states);
   if (o.report) {
     try {
-      summary.notes = await o.report(allHosts);
+      summary.notes = await o.report(allHosts, summary);
     } catch (err) {
       o.sink({ type: 'warning', message: `could not gather the report: ${toKryptonError(err).message}` });
     }
@@ -127,7 +133,7 @@ async function runHostPlay(
 ): Promise<void> {
   let transport: Transport;
   try {
-    transport = await o.connect(host);
+    transport = boundTransport(await o.connect(host), execBound(host, undefined, o.timeoutSeconds));
     if (o.mode === 'apply') {
       if (!locks.has(host.name)) locks.set(host.name, lockHost(host, transport));
       const lock = await locks.get(host.name)!;
@@ -154,17 +160,21 @@ async function runHostPlay(
     },
   };
   let restartPending = false;
+  // The host's slowest fact gathering so far: a step's default wait grows with it (timeouts.ts).
+  const rtt = { ms: 0 };
   const applicable = (step: Step) =>
     (step.task.appliesTo === 'any' || step.task.appliesTo === host.kind) && (!step.task.delivery || step.task.delivery.includes(o.store.delivery));
   const caps = capabilities(o.store);
   // One round trip for every step's host facts; valid until a step changes something on this host.
   let prefetched: Map<number, Record<string, unknown>> | undefined;
   try {
+    const t0 = Date.now();
     prefetched = await prefetchRemoteFacts(
       play.steps.flatMap((s, index) => (applicable(s) ? [{ index, specs: s.task.facts(s.params, host, o.inventory) }] : [])),
       transport,
       env,
     );
+    rtt.ms = Math.max(rtt.ms, Date.now() - t0);
   } catch {
     prefetched = undefined; // each step gathers its own facts (and reports its own error)
   }
@@ -184,7 +194,7 @@ async function runHostPlay(
       const release = lock ? await lock.acquire() : undefined;
       let result: { plan: Plan; applied: boolean };
       try {
-        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false, store: caps }, budgets, runState, prefetched?.get(i));
+        result = await runStep(o, step, host, env, memo, { host, inventory: o.inventory, restartPending, resume: o.resume ?? false, store: caps }, budgets, runState, rtt, prefetched?.get(i));
       } finally {
         release?.();
       }
@@ -252,11 +262,17 @@ async function runStep(
   ctx: PlanContext,
   budgets: Budgets,
   runState: Map<string, unknown>,
+  rtt: { ms: number },
   prefetched?: Record<string, unknown>,
 ): Promise<{ plan: Plan; applied: boolean }> {
   const task = step.task;
+  // This step's commands run under its exec bound (the step's exec_timeout_seconds, the host's, --timeout).
+  const transport = step.execTimeoutSeconds !== undefined ? boundTransport(env.transport, execBound(host, step, o.timeoutSeconds)) : env.transport;
+  const stepEnv: GatherEnv = transport === env.transport ? env : { ...env, transport };
   const plan = async (c: PlanContext, pre?: Record<string, unknown>): Promise<Plan> => {
-    const facts = await gatherFacts(task.facts(step.params, host, o.inventory), env.transport, env, pre);
+    const t0 = Date.now();
+    const facts = await gatherFacts(task.facts(step.params, host, o.inventory), transport, stepEnv, pre);
+    if (!pre) rtt.ms = Math.max(rtt.ms, Date.now() - t0);
     return task.plan(step.params, facts, c);
   };
   const first = await plan(ctx, prefetched);
@@ -268,23 +284,24 @@ async function runStep(
   let converged = false;
   try {
     for (const action of first.actions) {
-      const wroteStore = await applyAction(action, { host, inventory: o.inventory, transport: env.transport, store: o.store, runState });
+      const wroteStore = await applyAction(action, { host, inventory: o.inventory, transport, store: o.store, runState });
       if (wroteStore) memo.clear();
     }
-    const settle = typeof task.settle === 'function' ? task.settle(step.params) : task.settle;
+    const settle = settleOf(step, host, o.inventory);
     if (settle) {
-      const deadline = Date.now() + settle.timeoutMs;
+      const bound = stepBound(settle, host, step, rtt.ms, o.timeoutSeconds);
+      const deadline = Date.now() + bound.ms;
       // The pending restart (if any) was this step's to do: converged now means "nothing left to do".
       const after = { ...ctx, restartPending: false };
       let last: Plan = await plan(after);
       while (last.kind !== 'noChange') {
         if (last.kind === 'refuse' && Date.now() >= deadline) throw last.error;
         if (Date.now() >= deadline) {
-          throw new KryptonError('E_TIMEOUT', `${task.id} did not converge within ${Math.round(settle.timeoutMs / 1000)} s: still ${describePlan(last)}`, {
-            hint: 'look at the service logs on the host (e.g. /var/log/krypton/, journalctl -u krypton-vault-agent)',
+          throw new KryptonError('E_TIMEOUT', `${task.id} did not converge within ${Math.round(bound.ms / 1000)} s (${bound.source}): still ${describePlan(last)}`, {
+            hint: `${bound.hint}; look at the service logs on the host (e.g. /var/log/krypton/, journalctl -u krypton-vault-agent)`,
           });
         }
-        await new Promise((r) => setTimeout(r, settle.intervalMs));
+        await new Promise((r) => setTimeout(r, bound.intervalMs));
         last = await plan(after);
       }
     }
@@ -343,7 +360,8 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
  * when its turn comes.
  */
 async function lockAll(o: RunOptions, hosts: readonly Host[], locks: Map<string, Promise<HostLock>>): Promise<void> {
-  const taken = await lockInOrder(hosts.filter((h) => !locks.has(h.name)), (h) => o.connect(h), { stopOn: 'E_PLAN_CONFLICT' });
+  const connect = async (h: Host) => boundTransport(await o.connect(h), execBound(h, undefined, o.timeoutSeconds));
+  const taken = await lockInOrder(hosts.filter((h) => !locks.has(h.name)), connect, { stopOn: 'E_PLAN_CONFLICT' });
   for (const [name, p] of taken) locks.set(name, p);
 }
 

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { KryptonError } from '../core/errors.ts';
 import { loadYaml, locate, parseYaml, validate, type YamlSource } from '../core/yaml-source.ts';
 import { inventorySchema, type InventoryFile } from './schema.ts';
-import { BUILTIN_SELECTIONS, type CosignerHost, type Inventory, type NodeHost } from '../model/inventory.ts';
+import { BUILTIN_SELECTIONS, type CosignerHost, type HostTimeouts, type Inventory, type NodeHost } from '../model/inventory.ts';
 import { horcruxInventoryProblems } from '../horcrux/config.ts';
 import { NODE_ENV_FILE } from '../model/layout.ts';
 
@@ -99,6 +99,7 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
       },
       legacyJwtPath: n.legacy_jwt_path ?? (n.deploy_dir ? `${deployDir}/jwt.hex` : (d.legacy_jwt_path ?? `${deployDir}/jwt.hex`)),
       ...envOf(n.env, d.env),
+      timeouts: timeoutsOf(`nodes.${name}`, n.timeouts, d.timeouts),
     };
   });
   const cosigners: CosignerHost[] = Object.entries(raw.cosigners ?? {}).map(([name, c]) => ({
@@ -124,6 +125,7 @@ function toModel(file: string, raw: InventoryFile, env: NodeJS.ProcessEnv): Inve
       start: c.agent?.start ?? d.agent?.start ?? agentStartDefault(raw.vault.agent_binary),
       stop: c.agent?.stop ?? d.agent?.stop ?? [...NODE_DEFAULTS.agentStop],
     },
+    timeouts: timeoutsOf(`cosigners.${name}`, c.timeouts, d.timeouts),
   }));
   const h = raw.horcrux;
   const v = raw.vault;
@@ -207,6 +209,16 @@ function envOf(own: InventoryFile['defaults']['env'], dflt: InventoryFile['defau
       perNode: o.per_node ?? d.per_node ?? false,
     },
   };
+}
+
+/** A host's wait bounds: its own `timeouts:` keys over `defaults.timeouts`, each with where it was set. */
+function timeoutsOf(where: string, own: InventoryFile['defaults']['timeouts'], dflt: InventoryFile['defaults']['timeouts']): HostTimeouts {
+  const t: HostTimeouts = {};
+  if (own?.exec_seconds !== undefined) Object.assign(t, { execSeconds: own.exec_seconds, execFrom: `${where}.timeouts.exec_seconds` });
+  else if (dflt?.exec_seconds !== undefined) Object.assign(t, { execSeconds: dflt.exec_seconds, execFrom: 'defaults.timeouts.exec_seconds' });
+  if (own?.step_seconds !== undefined) Object.assign(t, { stepSeconds: own.step_seconds, stepFrom: `${where}.timeouts.step_seconds` });
+  else if (dflt?.step_seconds !== undefined) Object.assign(t, { stepSeconds: dflt.step_seconds, stepFrom: 'defaults.timeouts.step_seconds' });
+  return t;
 }
 
 /** The recreate command where the inventory names none: compose's with the default restart, else the node's own restart. */

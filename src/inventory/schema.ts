@@ -111,8 +111,20 @@ const envSecretsSchema = z.strictObject({
   per_node: z.boolean().optional(),
 });
 
+/**
+ * Wait bounds of a host, seconds (also in `defaults:`; a host's own keys win key by key). `exec_seconds`: one remote
+ * command (a fact gathering, a restart, a host-side fetch; default 120). `step_seconds`: how long a step waits for
+ * the host to converge after it applied (an agent rendering, a node answering again); default: the task's own,
+ * grown with the work and the host's measured round trip (README "Timeouts").
+ */
+export const timeoutsSchema = z.strictObject({
+  exec_seconds: seconds(1, 3600).optional(),
+  step_seconds: seconds(1, 3600).optional(),
+});
+
 /** Settings a node may override (also the `defaults:` block). */
 const nodeOverrides = {
+  timeouts: timeoutsSchema.optional(),
   deploy_dir: absolutePath.optional(),
   env_file: envFilePath.optional(),
   restart: argv.optional(),
@@ -158,6 +170,8 @@ export const cosignerSchema = z.strictObject({
   status: argv.optional(),
   /** The cosigner's Vault Agent commands (default: defaults.agent, as for nodes). */
   agent: agentCmdSchema.optional(),
+  /** Wait bounds (default: defaults.timeouts, as for nodes). */
+  timeouts: timeoutsSchema.optional(),
 });
 
 /** Settings shared by every Horcrux cosigner (ARCHITECTURE.md "Horcrux"). */

@@ -29,6 +29,20 @@ export interface NodeHost {
    * values (`krypton/<network>/nodes/<node>/env`) instead of the network's (`krypton/<network>/env`).
    */
   env?: { path: string; services: string[]; mode: string; owner?: string; group?: string; perNode: boolean };
+  /** Wait bounds set in the inventory (the host's `timeouts:` over `defaults.timeouts`); unset: computed defaults. */
+  timeouts?: HostTimeouts;
+}
+
+/**
+ * A host's wait bounds from the inventory, seconds. `execSeconds`: one remote command; `stepSeconds`: a step's wait to
+ * converge after it applied. Each names where it was set (`from`, for messages: "timeouts.exec_seconds of val-1").
+ */
+export interface HostTimeouts {
+  execSeconds?: number;
+  stepSeconds?: number;
+  /** Where each was set: `defaults.timeouts` or `nodes.<name>.timeouts` / `cosigners.<name>.timeouts`. */
+  execFrom?: string;
+  stepFrom?: string;
 }
 
 export interface CosignerHost {
@@ -46,6 +60,8 @@ export interface CosignerHost {
   p2pAddress?: string;
   /** The cosigner's Vault Agent commands (argv), defaults filled in as for nodes. */
   agent: { start: string[]; stop: string[] };
+  /** Wait bounds set in the inventory, as for nodes. */
+  timeouts?: HostTimeouts;
 }
 
 /** The inventory's `horcrux:` block (see src/horcrux/config.ts for the defaults). */

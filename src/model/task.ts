@@ -96,8 +96,12 @@ export interface TaskDef<P = unknown, F extends Record<string, FactSpec<unknown>
   params: z.ZodType<P>;
   facts(params: P, host: Host, inventory: Inventory): F;
   plan(params: P, facts: FactValues<F>, ctx: PlanContext): Plan;
-  /** Poll after apply until the plan is noChange: interval and timeout in milliseconds. */
-  settle?: Settle | ((params: P) => Settle);
+  /**
+   * Poll after apply until the plan is noChange: the interval and the default bound, grown with the host's work
+   * (e.g. the services a restart waits for). The executor adds the host's measured round trip and lets the settings
+   * (`timeout_seconds` on the step, `timeouts.step_seconds` in the inventory, `--timeout`) replace the default.
+   */
+  settle?: Settle | ((params: P, host: Host, inventory: Inventory) => Settle);
   /**
    * `validator-budget`: applying this task takes a node down (a restart). The executor holds the play's
    * budget (`max_validators_down` for validators) from apply until the task converges.
@@ -114,10 +118,12 @@ export function defineTask<P, F extends Record<string, FactSpec<unknown>>>(def: 
   return def;
 }
 
-/** How to wait for a task to converge after apply: poll interval and overall timeout, milliseconds. */
+/** How to wait for a task to converge after apply: poll interval and default overall bound, milliseconds. */
 export interface Settle {
   intervalMs: number;
   timeoutMs: number;
+  /** What the default bound is made of, for people (e.g. "30 s per service it restarts: el, cl"). */
+  basis?: string;
 }
 
 /** A task with its generics erased, as the registry and executor hold it. */

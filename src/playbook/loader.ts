@@ -14,6 +14,27 @@ export interface Step {
   task: AnyTask;
   /** Validated params (after the task's schema filled in defaults). */
   params: unknown;
+  /** `timeout_seconds` on the step: how long it waits to converge after it applied (replaces the task's default). */
+  timeoutSeconds?: number;
+  /** `exec_timeout_seconds` on the step: the bound of each remote command the step runs. */
+  execTimeoutSeconds?: number;
+}
+
+/**
+ * Keys every task entry takes beside its own params (seconds): the step's wait bound and its per-command bound.
+ * They win over the inventory's `timeouts:` for this step; `--timeout` wins over both.
+ */
+export const STEP_TIMEOUT_KEYS = {
+  timeout_seconds: z.number().int().min(1).max(3600).optional(),
+  exec_timeout_seconds: z.number().int().min(1).max(3600).optional(),
+};
+
+/** The task's params schema with the step keys added (a strict object, so unknown keys stay errors). */
+function withStepKeys(schema: z.ZodType): z.ZodType {
+  // Every task's params are `z.strictObject({...}).prefault({})`: add the keys to the inner object.
+  const inner = schema instanceof z.ZodPrefault ? (schema.unwrap() as z.ZodType) : schema;
+  if (!(inner instanceof z.ZodObject)) return schema;
+  return inner.extend(STEP_TIMEOUT_KEYS).prefault({});
 }
 
 export interface Play {
@@ -54,7 +75,8 @@ const playbookSchema = z.array(playSchema, { error: 'expected a list of plays (e
 /**
  * Loads a playbook: a YAML list of plays, each naming its hosts, its wave sizes (`serial`), the validator
  * budget, and its tasks (a task id, or a one-key map `task.id: {params}` with an optional `name`). Task ids
- * and params are checked against the task registry. Throws KryptonError E_PLAYBOOK at `file:line:col`.
+ * and params are checked against the task registry; every task's params may also hold `timeout_seconds` (the
+ * step's wait bound) and `exec_timeout_seconds` (each of its remote commands), seconds 1..3600. Throws KryptonError E_PLAYBOOK at `file:line:col`.
  */
 export async function loadPlaybook(file: string): Promise<Playbook> {
   const abs = resolve(file);
@@ -102,7 +124,14 @@ function toStep(source: YamlSource, path: (string | number)[], entry: string | R
       hint: `known tasks: ${[...TASKS.keys()].join(', ')}`,
     });
   }
-  const validated = validate(source, task.params, params, 'E_PLAYBOOK', 'playbook', typeof entry === 'string' ? path : [...path, id]);
-  return { name: name ?? task.summary, task, params: validated };
+  const validated = validate(source, withStepKeys(task.params), params, 'E_PLAYBOOK', 'playbook', typeof entry === 'string' ? path : [...path, id]) as Record<string, unknown>;
+  const { timeout_seconds: timeoutSeconds, exec_timeout_seconds: execTimeoutSeconds, ...own } = validated;
+  return {
+    name: name ?? task.summary,
+    task,
+    params: own,
+    ...(typeof timeoutSeconds === 'number' ? { timeoutSeconds } : {}),
+    ...(typeof execTimeoutSeconds === 'number' ? { execTimeoutSeconds } : {}),
+  };
 }
 

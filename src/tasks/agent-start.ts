@@ -2,10 +2,11 @@ import { act, type Action } from '../model/action.ts';
 import { defineTask, change, noChange } from '../model/task.ts';
 import { agentState, secretFiles, storedFingerprints } from '../facts/secrets.ts';
 import { AGENT_FILES, hostSecrets } from '../model/layout.ts';
-import { agentRestartReason, describeStored, metaProblem, ownerSpec, refuseMissing, waitParams } from './common.ts';
+import { agentRestartReason, describeStored, metaProblem, noParams, ownerSpec, refuseMissing } from './common.ts';
 
 /**
- * agent.start — (re)start the host's Vault Agent with its configured command and wait (`timeout_seconds`) until
+ * agent.start — (re)start the host's Vault Agent with its configured command and wait (by default 20 s + 10 s per
+ * rendered file; the step's `timeout_seconds`, `timeouts.step_seconds` or `--timeout` replace it) until
  * every host secret's file exists with its mode, and its SHA-256 equals the store's fingerprint (daemon mode: also
  * a running agent holding a token, started after its config). The old token sink goes first, so only a token the
  * new agent writes proves it logged in. Does nothing when that already holds; puts mode/owner back when a file
@@ -17,7 +18,7 @@ export const agentStart = defineTask({
   summary: 'start the Vault Agent and wait for the rendered secrets',
   appliesTo: 'any',
   delivery: ['agent'],
-  params: waitParams,
+  params: noParams,
   facts: (_p, host, inv) => {
     const ss = hostSecrets(inv, host);
     return { agent: agentState(ss), files: secretFiles(ss), stored: storedFingerprints(ss) };
@@ -47,5 +48,9 @@ export const agentStart = defineTask({
     if (repairs.length) return change(...repairs);
     return noChange(`${describeStored(ss, stored)}; modes ${[...new Set(ss.map((s) => s.mode))].join(', ')}`);
   },
-  settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
+  // Each rendered file is one more Vault read and template for the agent: 30 s for a JWT alone, as before.
+  settle: (_p, host, inv) => {
+    const n = hostSecrets(inv, host).length;
+    return { intervalMs: 250, timeoutMs: (20 + 10 * n) * 1000, basis: `20 s + 10 s per rendered file (${n})` };
+  },
 });

@@ -14,8 +14,6 @@ import type { MountFact } from '../facts/mount.ts';
 /** Params schema of tasks that take none. */
 export const noParams = z.strictObject({}).prefault({});
 
-/** Params of tasks that wait for something on the host: `timeout_seconds` (1..600, default 30). */
-export const waitParams = z.strictObject({ timeout_seconds: z.number().int().min(1).max(600).default(30) }).prefault({});
 
 /** Narrow a host to a node (tasks with `appliesTo: 'node'` only ever see nodes). */
 export function asNode(h: Host): NodeHost {

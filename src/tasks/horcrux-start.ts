@@ -3,11 +3,12 @@ import { defineTask, change, noChange, refuse } from '../model/task.ts';
 import { cosignerSettings, hostSecrets } from '../model/layout.ts';
 import { horcruxProcess } from '../facts/dir.ts';
 import { loadedState, recordLoadedScript, secretFiles } from '../facts/secrets.ts';
-import { asCosigner, fileName, waitParams } from './common.ts';
+import { asCosigner, fileName, noParams } from './common.ts';
 
 /**
  * horcrux.start — start Horcrux on the cosigner with its configured command (`horcrux.start`, default
- * `systemctl start horcrux`) and wait (`timeout_seconds`) until its status command (default
+ * `systemctl start horcrux`) and wait (30 s by default; the step's `timeout_seconds`, `timeouts.step_seconds`
+ * or `--timeout` replace it) until its status command (default
  * `systemctl is-active horcrux`) says it runs. Restarts it (stop, start) when an earlier step of the play changed
  * config.yaml, or when a key file differs from what Horcrux loaded at its last (re)start by the tool — Horcrux
  * reads both at start. Records the key files' SHA-256 after each start. Does nothing while it runs and nothing
@@ -17,7 +18,7 @@ export const horcruxStart = defineTask({
   id: 'horcrux.start',
   summary: 'start (or restart) Horcrux',
   appliesTo: 'cosigner',
-  params: waitParams,
+  params: noParams,
   facts: (_p, host, inv) => {
     const s = cosignerSettings(inv, asCosigner(host));
     return { proc: horcruxProcess(s.status), files: secretFiles(hostSecrets(inv, host)), loaded: loadedState() };
@@ -37,5 +38,5 @@ export const horcruxStart = defineTask({
     }
     return change(act.exec(thenRecord(s.start), `start Horcrux (${s.status.join(' ')} exited ${proc.statusExit})`));
   },
-  settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
+  settle: { intervalMs: 250, timeoutMs: 30_000, basis: '30 s for Horcrux to report running' },
 });

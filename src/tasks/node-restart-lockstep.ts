@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { shortFingerprint } from '../core/secret.ts';
 import { act } from '../model/action.ts';
 import { defineTask, change, noChange, refuse, type Plan, type RemoteFact } from '../model/task.ts';
@@ -7,7 +6,7 @@ import { loadedState, recordLoadedScript, secretFiles, type LoadedFact, type Sec
 import { COMPOSE_SERVICES, canRead, composeContainers, composeView, containerUser, inProject, jwtMountForm, type ContainersFact, type ServiceContainer } from '../facts/containers.ts';
 import { JWT_FILE, hostSecrets, type HostSecret } from '../model/layout.ts';
 import { SECRETS_DIR, type NodeHost } from '../model/inventory.ts';
-import { asNode, fileName } from './common.ts';
+import { asNode, fileName, noParams } from './common.ts';
 
 /** The node's services in start order. */
 const NODE_SERVICES = COMPOSE_SERVICES;
@@ -213,7 +212,9 @@ function readabilityRefusal(node: NodeHost, services: readonly string[], c: Extr
  * (e.g. the agent just rendered a rotated one), or when the JWT file changed since they started; an env-secrets
  * file restarts only the services that read it (`env.services`), and only when its fingerprint changed. Otherwise
  * does nothing. After a restart it records, on the tmpfs, the SHA-256 of each file each restarted service read.
- * Holds the play's validator budget (`max_validators_down`) from the restart until the node answers again.
+ * Holds the play's validator budget (`max_validators_down`) from the restart until the node answers again. The
+ * wait is bounded by 30 s per service it may restart (60 s for el and cl) plus the host's measured round trip; the
+ * step's `timeout_seconds`, `timeouts.step_seconds` in the inventory or `--timeout` replace that default.
  *
  * On a compose host (`docker` on PATH, `docker compose ps` works in the deploy dir) it also judges the containers
  * (src/facts/containers.ts): a container holding another JWT than the file restarts (a single-file bind mount
@@ -231,7 +232,7 @@ export const nodeRestartLockstep = defineTask({
   id: 'node.restart-lockstep',
   summary: 'restart el and cl in lockstep',
   appliesTo: 'node',
-  params: z.strictObject({ timeout_seconds: z.number().int().min(1).max(900).default(60) }).prefault({}),
+  params: noParams,
   // `containers` is typed optional: a plan without it (a caller that gathers no container facts) judges the
   // node as a host that is not a compose host.
   facts: (_p, host, inv): { probe: ReturnType<typeof engineProbe>; loaded: ReturnType<typeof loadedState>; files: ReturnType<typeof secretFiles>; containers?: RemoteFact<ContainersFact> } => ({
@@ -285,6 +286,11 @@ export const nodeRestartLockstep = defineTask({
       }),
     );
   },
-  settle: (p) => ({ intervalMs: 500, timeoutMs: p.timeout_seconds * 1000 }),
+  // Each service it may restart has to stop, start and (el) answer the Engine API again: 30 s each, so 60 s for el
+  // and cl as before, more for a node whose env-secrets are read by other services too.
+  settle: (_p, host, inv) => {
+    const services = [...new Set([...NODE_SERVICES, ...hostSecrets(inv, host).flatMap((s) => s.readers)])];
+    return { intervalMs: 500, timeoutMs: 30_000 * services.length, basis: `30 s per service it may restart (${services.join(', ')})` };
+  },
   disruptive: true,
 });

@@ -44,6 +44,13 @@ const { Client, utils: sshUtils } = ssh2;
 export const MAX_CHANNELS_PER_CONNECTION = 8;
 /** Default exec timeout in milliseconds. */
 export const DEFAULT_EXEC_TIMEOUT_MS = 120_000;
+/** The hint of an exec timeout when the caller names no setting. */
+const DEFAULT_TIMEOUT_HINT = 'raise the bound with timeouts.exec_seconds in the inventory (defaults: or the host), exec_timeout_seconds on the playbook step, or --timeout <seconds>; or check why the command hangs';
+
+/** 30000 -> "30 s"; 300 or 1500 -> "300 ms", "1500 ms". */
+function fmtSeconds(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
 /** Default for the whole connect (TCP + key exchange + auth), in milliseconds. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 /** SSH keepalive interval (ms) and how many unanswered keepalives drop the connection. */
@@ -642,7 +649,8 @@ function connectError(target: SshTarget, err: unknown, phase: string): KryptonEr
   let why: string;
   let hint = `check that ${target.address} is up, reachable and runs sshd on port ${target.port}`;
   if (e?.level === 'client-timeout') {
-    why = /Keepalive/i.test(e.message) ? 'the server stopped answering keepalives' : `timed out after ${target.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS} ms`;
+    why = /Keepalive/i.test(e.message) ? 'the server stopped answering keepalives' : `timed out after ${fmtSeconds(target.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)}`;
+    if (!/Keepalive/i.test(e.message)) hint += ' (a slow host: raise ssh.connect_timeout_seconds in the inventory, or ConnectTimeout in ssh_config)';
   } else if (code === 'ECONNREFUSED') {
     why = 'connection refused';
   } else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
@@ -804,7 +812,7 @@ class Ssh2Transport implements SshTransport {
               /* not all servers take signals */
             }
             ch.close();
-            fail(`timed out after ${timeoutMs} ms`, undefined, 'raise timeoutMs for this step, or check why the command hangs');
+            fail(`timed out after ${fmtSeconds(timeoutMs)}`, undefined, opts.timeoutHint ?? DEFAULT_TIMEOUT_HINT);
           }, timeoutMs);
           ch.on('data', (c: Buffer) => out.push(c));
           ch.stderr.on('data', (c: Buffer) => errOut.push(c));
@@ -844,7 +852,7 @@ class Ssh2Transport implements SshTransport {
         if (done) return;
         done = true;
         release();
-        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: no answer within ${timeoutMs} ms`, { host: this.name }));
+        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: no answer within ${fmtSeconds(timeoutMs)}`, { host: this.name, hint: DEFAULT_TIMEOUT_HINT }));
       }, timeoutMs);
       try {
         this.#client.exec(line, (err, ch) => {
@@ -1000,13 +1008,32 @@ class Ssh2Transport implements SshTransport {
       if (err instanceof KryptonError) throw sftpErr(`put ${path} on ${this.name} failed: ${err.message}`, err, err.hint);
       const e = err as SftpErr & { step?: string };
       const status = typeof e.code === 'number' ? SFTP_STATUS[e.code] : undefined;
-      const why = status ?? errText(e).toLowerCase();
+      let why = status ?? errText(e).toLowerCase();
       const step = e.step ?? 'write';
       let hint: string | undefined;
       if (step === 'create' && e.code === 2) hint = `create the directory ${dir} first`;
       else if (step === 'create' && e.code === 3) hint = `${this.target.user} may not write in ${dir}`;
       else if (step === 'chown') hint = 'changing ownership needs root on the host';
       else if (/does not support/i.test(e.message)) hint = 'the host\'s SFTP server lacks the OpenSSH extensions posix-rename@openssh.com / fsync@openssh.com';
+      else if (step === 'write' || step === 'fsync' || step === 'close') {
+        // OpenSSH's sftp-server answers ENOSPC with a bare "failure": ask the filesystem (statvfs@openssh.com).
+        const free = await new Promise<number | undefined>((res) => {
+          try {
+            sftp.ext_openssh_statvfs(dir, (e2, st: { f_bavail: number | bigint; f_frsize: number | bigint }) => {
+              const n = e2 ? NaN : Number(st.f_bavail) * Number(st.f_frsize);
+              res(Number.isFinite(n) ? n : undefined);
+            });
+          } catch {
+            res(undefined);
+          }
+        });
+        if (free !== undefined && free < data.length + 4096) {
+          why = `no space left on the filesystem of ${dir} (${free} bytes free, ${data.length} to write)`;
+          hint = `free space on ${this.name} (the secrets tmpfs is small by design: remove files there that are not the tool's, or raise mount.tmpfs size_bytes), then run again`;
+        } else {
+          hint = `the host's SFTP server refused the ${step}${free !== undefined ? ` (${free} bytes free on ${dir})` : ''}: check the filesystem of ${dir} and the host's logs, then run again`;
+        }
+      }
       throw sftpErr(`put ${path} on ${this.name} failed at ${step}: ${why}`, err, hint);
     } finally {
       if (wipe) data.fill(0);

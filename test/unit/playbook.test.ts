@@ -110,7 +110,7 @@ describe('loadPlaybook: shapes it accepts', () => {
     expect(play!.steps.map((s) => [s.name, s.task.id, s.params])).toEqual([
       ['the tmpfs', 'mount.tmpfs', { size_bytes: 65536, mode: '0700' }],
       [TASKS.get('mount.tmpfs')!.summary, 'mount.tmpfs', { size_bytes: 1048576, mode: '0700' }],
-      [TASKS.get('agent.start')!.summary, 'agent.start', { timeout_seconds: 30 }],
+      [TASKS.get('agent.start')!.summary, 'agent.start', {}],
     ]);
   });
 
@@ -173,7 +173,7 @@ describe('loadPlaybook: bad playbooks are refused at file:line:col', () => {
 
   it('unknown param key points at the key and lists the task\'s params', async () => {
     const { e, file } = await refusal('- name: p\n  hosts: nodes\n  tasks:\n    - agent.start: { timeout: 5 }\n');
-    expect(e.message.split('\n')[1]!.trim()).toBe(`${file}:4:22: 0.tasks.0.agent.start.timeout: unknown key (expected one of: timeout_seconds)`);
+    expect(e.message.split('\n')[1]!.trim()).toBe(`${file}:4:22: 0.tasks.0.agent.start.timeout: unknown key (expected one of: timeout_seconds, exec_timeout_seconds)`);
   });
 
   it('two task ids in one entry', async () => {
