@@ -30,6 +30,9 @@ export async function gatherFacts(
       if (s.kind === 'laptop') out[k] = await s.gather(env);
     }),
   );
+  // Awaited below, after the remote exec: a laptop fact failing meanwhile (a stored value that is not valid) must
+  // not be an unhandled rejection, which kills the process with a stack trace.
+  laptopDone.catch(() => undefined);
   if (remote.length) {
     const b = `KF${randomBytes(6).toString('hex')}`;
     // The exit fence starts on a new line even when a snippet's output lacks a final newline; the parser

@@ -1,14 +1,22 @@
 import { KryptonError } from '../core/errors.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
 
-/** The inventory hosts a play's `hosts:` names, in inventory order. Throws E_PLAYBOOK for an unknown name. */
-export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
+/**
+ * The inventory hosts a play's `hosts:` names, in inventory order. Throws E_PLAYBOOK for an unknown name, at its
+ * `file:line:col` when `at` (the play's `hostsAt`) gives the names' positions.
+ */
+export function selectHosts(inv: Inventory, hosts: string | string[], at?: readonly string[]): Host[] {
   if (Array.isArray(hosts)) {
     const all = new Map<string, Host>([...inv.nodes, ...inv.cosigners].map((h) => [h.name, h]));
     // A host named twice is one host: its steps must never run twice at once.
     return [...new Set(hosts)].map((n) => {
       const h = all.get(n);
-      if (!h) throw new KryptonError('E_PLAYBOOK', `play names host ${n}, which is not in the inventory ${inv.file}`, { hint: 'fix hosts: in the playbook' });
+      if (!h) {
+        const where = at?.[hosts.indexOf(n)];
+        throw new KryptonError('E_PLAYBOOK', `${where ? `${where}: ` : ''}play names host ${n}, which is not in the inventory ${inv.file}`, {
+          hint: `fix hosts: in the playbook (the inventory has ${[...all.keys()].join(', ')})`,
+        });
+      }
       return h;
     });
   }
