@@ -140,7 +140,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   // `apply provision` or `playbooks/provision.yml` find the shipped playbook when no such file is here.
   const playbook = await loadPlaybook(resolvePlaybookPath(playbookFile, PACKAGE_ROOT));
   const limit = checkLimit(inventory, flags.limit);
-  const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
+  const hosts = [...new Set(playbook.plays.flatMap((p) => selectHosts(inventory, p.hosts, p.hostsAt).map((h) => h.name)))].filter((h) => !limit || limit.has(h));
   const connector = makeConnector(inventory, {
     acceptNew: flags.acceptNew ?? false,
     onWarning: (m) => err(`warning: ${m}`),
@@ -164,7 +164,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   if (mode === 'apply' && (!flags.resume || before !== undefined)) {
     const plays = before !== undefined ? playbook.plays : unconditional;
     for (const p of plays) {
-      const reached = new Set(selectHosts(inventory, p.hosts).filter((h) => !limit || limit.has(h.name)).map((h) => h.name));
+      const reached = new Set(selectHosts(inventory, p.hosts, p.hostsAt).filter((h) => !limit || limit.has(h.name)).map((h) => h.name));
       const sharedReached = inventory.nodes.some((n) => reached.has(n.name) && shared(n.name));
       const left = inventory.nodes.filter((n) => !reached.has(n.name) && shared(n.name));
       if (sharedReached && left.length) {
@@ -274,7 +274,9 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('krypton-secrets')
     .description("Put a Krypton fleet's non-consensus secrets in place over SSH, into tmpfs, from Vault/OpenBao or AWS KMS.")
     .version(PACKAGE_VERSION, '-V, --version')
-    .showHelpAfterError()
+    // A bad command line reads like every other failure: the code, what is wrong, a hint (not the whole help).
+    .configureOutput({ outputError: (text, write) => write(`✖  E_USAGE\n  ${text.trim().replace(/^error: /, '')}\n`) })
+    .showHelpAfterError('  hint: add --help for the commands and their options')
     .exitOverride();
   let code = 0;
   let jsonErrors = false;

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { isMap, isNode, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isNode, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { KryptonError, type ErrorCode } from './errors.ts';
 
@@ -8,6 +8,8 @@ export interface YamlSource {
   file: string;
   doc: Document;
   lines: LineCounter;
+  /** The file's text as read (for quoting a value as the user wrote it). */
+  text: string;
 }
 
 /**
@@ -30,7 +32,7 @@ export async function loadYaml(file: string, code: ErrorCode): Promise<{ source:
 export function parseYaml(file: string, text: string, code: ErrorCode): { source: YamlSource; value: unknown } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true });
-  const source = { file, doc, lines };
+  const source = { file, doc, lines, text };
   const first = doc.errors[0];
   if (first) {
     const where = at(source, first.pos[0]);
@@ -100,11 +102,48 @@ export function validate<T>(
       lines.push(`${locate(source, parent, key)}: ${dotted(path)}: invalid name ${JSON.stringify(key)}: ${why}`);
       continue;
     }
-    lines.push(`${locate(source, path)}: ${dotted(path) || '(top level)'}: ${issue.message}`);
+    lines.push(`${locate(source, path)}: ${dotted(path) || '(top level)'}: ${issue.message}${(issue.code === 'invalid_type' && issue.expected === 'string' && bareNumberAdvice(source, schema, value, basePath, issue.path as PropertyKey[])) || ''}`);
   }
   throw new KryptonError(code, `${what} ${source.file} is not valid:\n  ${lines.join('\n  ')}`, {
     hint: 'fix the entries above; nothing was changed on any host',
   });
+}
+
+/**
+ * For a string setting written as a bare YAML number (`network: 007`, `mode: 0600`): what to write instead, quoting
+ * the source text exactly as the user wrote it — never the number YAML made of it (`007` is 7, `0x12a` is 298,
+ * `9007199254740993` is 9007199254740992): `: write network: "007" (unquoted, YAML reads it as the number 7)`.
+ * When the quoted text is not valid either, says so with the schema's reason instead of proposing it.
+ */
+function bareNumberAdvice(source: YamlSource, schema: z.ZodType, value: unknown, basePath: readonly PropertyKey[], rel: readonly PropertyKey[]): string | undefined {
+  const node = source.doc.getIn([...basePath, ...rel] as unknown[], true);
+  if (!isScalar(node) || !node.range || (typeof node.value !== 'number' && typeof node.value !== 'bigint')) return undefined;
+  const written = source.text.slice(node.range[0], node.range[1]).trim();
+  const key = rel.at(-1);
+  if (!written || typeof key !== 'string') return undefined;
+  const asRead = String(node.value);
+  const reads = written === asRead ? '' : ` (unquoted, YAML reads it as the number ${asRead})`;
+  const quoted = withValueAt(value, rel, written);
+  const again = quoted === undefined ? undefined : schema.safeParse(quoted);
+  const stillBad = again && !again.success ? again.error.issues.find((i) => samePath(i.path as PropertyKey[], rel)) : undefined;
+  if (!stillBad) return `: write ${key}: ${JSON.stringify(written)}${reads}`;
+  return `; quoted as written (${key}: ${JSON.stringify(written)}) it is refused too: ${stillBad.message}${reads && ` — YAML reads ${written} as the number ${asRead}`}`;
+}
+
+/** A deep copy of `value` with `text` at `path`, or undefined when the path does not lead through plain objects/arrays. */
+function withValueAt(value: unknown, path: readonly PropertyKey[], text: string): unknown {
+  if (path.length === 0) return text;
+  if (value === null || typeof value !== 'object') return undefined;
+  const [head, ...rest] = path;
+  const copy = (Array.isArray(value) ? [...(value as unknown[])] : { ...(value as Record<PropertyKey, unknown>) }) as Record<PropertyKey, unknown>;
+  const inner = withValueAt(copy[head as PropertyKey], rest, text);
+  if (inner === undefined) return undefined;
+  copy[head as PropertyKey] = inner;
+  return copy;
+}
+
+function samePath(a: readonly PropertyKey[], b: readonly PropertyKey[]): boolean {
+  return a.length === b.length && a.every((x, i) => String(x) === String(b[i]));
 }
 
 function dotted(path: readonly PropertyKey[]): string {

@@ -31,6 +31,9 @@ export async function gatherFacts(
       if (s.kind === 'laptop') out[k] = await s.gather(env);
     }),
   );
+  // Awaited below, after the remote exec: a laptop fact failing meanwhile (a stored value that is not valid) must
+  // not be an unhandled rejection, which kills the process with a stack trace.
+  laptopDone.catch(() => undefined);
   try {
     if (remote.length) await gatherRemote(remote, transport, out);
   } catch (err) {

@@ -7,6 +7,7 @@ import { hostSecrets, refKey, type SecretRef } from '../model/layout.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
 import type { Play, Playbook, Step } from '../playbook/loader.ts';
 import type { Transport } from '../core/transport.ts';
+import { storedKeyFileProblem } from '../horcrux/keys.ts';
 import { applyAction } from './apply.ts';
 import { gatherFacts, prefetchRemoteFacts } from './facts.ts';
 import { checkLimit, selectHosts } from './select.ts';
@@ -67,7 +68,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   const memo = new Map<string, Promise<unknown>>();
   const runState = new Map<string, unknown>();
   const locks = o.locks ?? new Map<string, Promise<HostLock>>();
-  const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts)).filter((h) => !limit || limit.has(h.name));
+  const allHosts = o.playbook.plays.flatMap((p) => selectHosts(o.inventory, p.hosts, p.hostsAt)).filter((h) => !limit || limit.has(h.name));
   for (const h of allHosts) states.set(h.name, { status: 'unchanged' });
   const uniqueHosts = [...new Map(allHosts.map((h) => [h.name, h])).values()];
   await preflight(o, uniqueHosts, memo);
@@ -75,7 +76,7 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
   o.sink({ type: 'run-start', command: o.mode, playbook: o.playbook.file, hosts: [...states.keys()] });
 
   for (const play of o.playbook.plays) {
-    const hosts = selectHosts(o.inventory, play.hosts).filter((h) => (!limit || limit.has(h.name)) && states.get(h.name)?.status !== 'failed');
+    const hosts = selectHosts(o.inventory, play.hosts, play.hostsAt).filter((h) => (!limit || limit.has(h.name)) && states.get(h.name)?.status !== 'failed');
     if (!hosts.length) continue;
     o.sink({ type: 'play-start', play: play.name, hosts: hosts.map((h) => h.name) });
     const budgets: Budgets = { validator: disruptionBudget(play, 'validator'), rpc: disruptionBudget(play, 'rpc') };
@@ -321,22 +322,27 @@ async function runStep(
  * thrown as they are, with their own codes.
  */
 async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string, Promise<unknown>>): Promise<void> {
-  const needers = new Map<string, { ref: SecretRef; hosts: string[] }>();
+  const needers = new Map<string, { ref: SecretRef; hosts: string[]; shardId?: number }>();
   for (const h of hosts) {
     for (const s of hostSecrets(o.inventory, h)) {
       const k = refKey(s.ref);
-      const e = needers.get(k) ?? { ref: s.ref, hosts: [] };
+      const e = needers.get(k) ?? { ref: s.ref, hosts: [], ...(h.kind === 'cosigner' ? { shardId: h.shardId } : {}) };
       e.hosts.push(h.name);
       needers.set(k, e);
     }
   }
   const failures: { e: KryptonError; hosts: string[] }[] = [];
   await Promise.all(
-    [...needers.entries()].map(async ([k, { ref, hosts: hs }]) => {
+    [...needers.entries()].map(async ([k, { ref, hosts: hs, shardId }]) => {
       const p = o.store.current(ref);
       memo.set(`stored:${k}`, p);
       try {
-        await p;
+        const v = await p;
+        // A Horcrux key file must be one Horcrux accepts, not only JSON: the same checks as import-horcrux.
+        if (v && (ref.kind === 'horcrux-ecies' || ref.kind === 'horcrux-shard') && shardId !== undefined) {
+          const problem = storedKeyFileProblem(ref.kind, v.secret, shardId);
+          if (problem) throw new KryptonError('E_INPUT', `${v.source} version ${v.version}: ${problem}`, { hint: 'import the key generation output again: krypton-secrets import-horcrux <dir> -i <inventory> --replace' });
+        }
       } catch (err) {
         memo.delete(`stored:${k}`);
         failures.push({ e: toKryptonError(err), hosts: hs });

@@ -22,10 +22,11 @@ function named(inv: Inventory, name: string): Host[] | undefined {
 }
 
 /**
- * The inventory hosts a play's `hosts:` names, in inventory order: a built-in selection or a group name, or a
- * list of host and group names. Throws E_PLAYBOOK for a name that is neither.
+ * The inventory hosts a play's `hosts:` names: a built-in selection or a group name (inventory order), or a list of
+ * host and group names (in the order listed). Throws E_PLAYBOOK for a name that is neither, at its `file:line:col`
+ * when `at` (the play's `hostsAt`) gives the names' positions.
  */
-export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
+export function selectHosts(inv: Inventory, hosts: string | string[], at?: readonly string[]): Host[] {
   const all = [...inv.nodes, ...inv.cosigners];
   if (!Array.isArray(hosts)) {
     const sel = named(inv, hosts);
@@ -38,7 +39,12 @@ export function selectHosts(inv: Inventory, hosts: string | string[]): Host[] {
   for (const n of hosts) {
     const one = byName.get(n);
     const sel = one ? [one] : inv.groups?.[n] ? named(inv, n) : undefined;
-    if (!sel) throw new KryptonError('E_PLAYBOOK', `play names host ${n}, which is not in the inventory ${inv.file}`, { hint: 'fix hosts: in the playbook (host names or group names)' });
+    if (!sel) {
+      const where = at?.[hosts.indexOf(n)];
+      throw new KryptonError('E_PLAYBOOK', `${where ? `${where}: ` : ''}play names host ${n}, which is not in the inventory ${inv.file}`, {
+        hint: `fix hosts: in the playbook (the inventory has ${[...byName.keys()].join(', ')}${Object.keys(inv.groups ?? {}).length ? `; groups ${Object.keys(inv.groups ?? {}).join(', ')}` : ''})`,
+      });
+    }
     for (const h of sel) picked.add(h.name);
   }
   // In the order the play lists them (hosts first named first), as before groups existed.

@@ -460,3 +460,20 @@ export function keySetError(dir: string, problems: readonly string[]): KryptonEr
 export function keyFingerprint(k: HorcruxKeyFile): string {
   return shortFingerprint(k.secret.fingerprint());
 }
+
+/**
+ * What is wrong with a Horcrux key file as a store holds it (the same checks as import-horcrux makes on one file:
+ * JSON object, known fields, key lengths, the ECIES key belonging to its own public key), in words without the
+ * content; undefined when it would be accepted. `expectedId` is the cosigner's shard_id (both files carry it).
+ */
+export function storedKeyFileProblem(kind: 'horcrux-ecies' | 'horcrux-shard', value: Secret, expectedId: number): string | undefined {
+  const problems: string[] = [];
+  const bytes = value.reveal();
+  try {
+    const got = kind === 'horcrux-ecies' ? checkEciesKeyFile(bytes, 'value', problems) : checkShardFile(bytes, 'value', problems);
+    if (!problems.length && got.id !== undefined && got.id !== expectedId) problems.push(`value: "id" is ${got.id}; this cosigner's shard_id is ${expectedId}`);
+  } finally {
+    bytes.fill(0);
+  }
+  return problems.length ? problems.map((p) => p.replace(/^value: /, '')).join('; ') : undefined;
+}

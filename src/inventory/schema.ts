@@ -1,10 +1,13 @@
 import { z } from 'zod';
 
-/** Octal file mode as a quoted YAML string, e.g. "0600". A bare YAML number (read as decimal) is refused. */
+/**
+ * Octal file mode as a quoted YAML string, e.g. "0600". A bare YAML number (read as decimal) is refused; the
+ * loader's message then quotes the number as the user wrote it (src/core/yaml-source.ts `validate`).
+ */
 export const octalMode = z.string({
   error: (iss) =>
     typeof iss.input === 'number'
-      ? `expected a quoted octal mode such as "0600"; a bare YAML number (read as ${iss.input}) is not a mode string — write it in quotes`
+      ? 'expected a quoted octal mode such as "0600"; a bare YAML number is not a mode string'
       : 'expected a quoted octal mode such as "0600"',
 }).regex(/^0?[0-7]{3}$/, 'expected an octal mode such as "0600" (three octal digits, optional leading 0)');
 
@@ -20,9 +23,9 @@ export const argv = z.array(z.string().min(1), { error: 'expected a command as a
 /** A host name usable in Vault policy and role names. */
 export const hostName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a host name of lowercase letters, digits and dashes');
 
+/** A chain id as a quoted string of decimal digits; a bare YAML number is refused (the loader quotes what was written). */
 const chainId = z.string({
-  error: (iss) =>
-    typeof iss.input === 'number' ? `expected the chain id as a quoted string, e.g. "${iss.input}"` : 'expected the chain id as a quoted string, e.g. "473374"',
+  error: (iss) => (typeof iss.input === 'number' ? 'expected the chain id as a quoted string' : 'expected the chain id as a quoted string, e.g. "473374"'),
 }).regex(/^[0-9]{1,20}$/, 'expected a numeric chain id such as "473374" (testnet) or "47337" (mainnet)');
 
 const seconds = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -62,15 +65,55 @@ export const sshSchema = z.strictObject({
   use_agent: z.boolean().default(true),
 });
 
-/** A mode for a file or dir holding secrets: nothing for "other" (every local user). */
-export const secretMode = octalMode.refine((m) => !/^0?[0-7]{3}$/.test(m) || (parseInt(m, 8) & 0o007) === 0, {
-  message: 'expected a mode that gives other users nothing (e.g. "0600", "0640"): this file holds a secret',
+/** The permission bits of a validated {@link octalMode} string ("0640" -> 0o640). */
+function modeBits(m: string): number {
+  return parseInt(m, 8);
+}
+
+/** Modes a secret file may have: the owner reads (or reads and writes), the group at most reads, other users nothing. */
+export const SECRET_FILE_MODES: readonly string[] = ['0600', '0640', '0400', '0440'];
+
+/** Modes a secrets tmpfs root may have: the owner has it all, the group at most enters and lists, other users nothing. */
+export const SECRET_DIR_MODES: readonly string[] = ['0700', '0750', '0710'];
+
+const isMode = (m: string) => /^0?[0-7]{3}$/.test(m);
+
+/**
+ * The mode of a file holding a secret (jwt.hex, the env-secrets file): one of {@link SECRET_FILE_MODES}. Group
+ * read is allowed (a container user's group); group write, execute bits and any bit for other users are refused.
+ */
+export const secretFileMode = octalMode.refine((m) => !isMode(m) || SECRET_FILE_MODES.includes(`0${modeBits(m).toString(8).padStart(3, '0')}`), {
+  error: (iss) =>
+    `expected "0600", "0640", "0400" or "0440": this file holds a secret, so the group may at most read it and other users get nothing (${describeMode(String(iss.input), 'file')})`,
 });
+
+/**
+ * The mode of a secrets tmpfs root (`/run/krypton-secrets`, a cosigner's key dir): one of {@link SECRET_DIR_MODES}.
+ * The group may enter (and list); group write and any bit for other users are refused.
+ */
+export const secretDirMode = octalMode.refine((m) => !isMode(m) || SECRET_DIR_MODES.includes(`0${modeBits(m).toString(8).padStart(3, '0')}`), {
+  error: (iss) =>
+    `expected "0700", "0750" or "0710": this directory holds secrets, so the group may at most enter and list it and other users get nothing (${describeMode(String(iss.input), 'dir')})`,
+});
+
+/** What is wrong with a mode in words: "0660 lets the group write". */
+function describeMode(m: string, kind: 'file' | 'dir'): string {
+  if (!isMode(m)) return `${m} is not an octal mode`;
+  const b = modeBits(m);
+  const wrong: string[] = [];
+  if (b & 0o007) wrong.push('gives other users access');
+  if (b & 0o020) wrong.push('lets the group write');
+  if (kind === 'file' && b & 0o111) wrong.push('sets an execute bit');
+  if (kind === 'dir' && (b & 0o700) !== 0o700) wrong.push('does not give the owner rwx');
+  if (kind === 'dir' && (b & 0o050) === 0o040) wrong.push('lets the group list but not enter');
+  if (kind === 'file' && (b & 0o400) === 0) wrong.push('does not let the owner read');
+  return `0${b.toString(8).padStart(3, '0')} ${wrong.length ? wrong.join(' and ') : 'is not one of these'}`;
+}
 
 const jwtFileSchema = z.strictObject({
   owner: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a user name or a numeric uid').optional(),
   group: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a group name or a numeric gid').optional(),
-  mode: secretMode.optional(),
+  mode: secretFileMode.optional(),
 });
 
 const agentCmdSchema = z.strictObject({
@@ -106,7 +149,7 @@ const envSecretsSchema = z.strictObject({
   services: z.array(serviceName).min(1).optional(),
   owner: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a user name or a numeric uid').optional(),
   group: z.string().regex(/^[a-z_][a-z0-9_-]*\$?$|^[0-9]+$/, 'expected a group name or a numeric gid').optional(),
-  mode: secretMode.optional(),
+  mode: secretFileMode.optional(),
   /** The node's own values (`krypton/<network>/nodes/<node>/env`) instead of the network's (`krypton/<network>/env`). */
   per_node: z.boolean().optional(),
 });

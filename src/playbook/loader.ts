@@ -41,6 +41,8 @@ export interface Play {
   name: string;
   /** `nodes`, `validators`, `rpc`, `cosigners`, `all`, a group of the inventory's `groups:`, or host/group names. */
   hosts: string | string[];
+  /** `file:line:col` of each name in a `hosts:` list (same order), for errors about a name the inventory lacks. */
+  hostsAt?: string[];
   /** Wave sizes; the last repeats until every host has had its turn. Empty: one wave with every host. */
   serial: SerialStep[];
   /** At most this many validators in a disruptive step (a restart) at once. */
@@ -87,6 +89,7 @@ export async function loadPlaybook(file: string): Promise<Playbook> {
     plays: raw.map((p, i) => ({
       name: p.name,
       hosts: p.hosts,
+      ...(Array.isArray(p.hosts) ? { hostsAt: p.hosts.map((_, k) => locate(source, [i, 'hosts', k])) } : {}),
       serial: p.serial === undefined ? [] : ((Array.isArray(p.serial) ? p.serial : [p.serial]) as SerialStep[]),
       maxValidatorsDown: p.max_validators_down,
       maxRpcDown: p.max_rpc_down ?? Number.MAX_SAFE_INTEGER,

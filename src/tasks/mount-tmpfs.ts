@@ -4,7 +4,7 @@ import { defineTask, change, noChange, refuse } from '../model/task.ts';
 import { kernel, type KernelFact } from '../facts/mount.ts';
 import { dirState } from '../facts/dir.ts';
 import { factList } from '../facts/list.ts';
-import { absolutePath, secretMode } from '../inventory/schema.ts';
+import { absolutePath, secretDirMode } from '../inventory/schema.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
 import { cosignerSettings, tmpfsDirs } from '../model/layout.ts';
 
@@ -14,8 +14,8 @@ export const mountTmpfsParams = z
     path: absolutePath.optional(),
     /** Size of each tmpfs in bytes (default 1 MiB; whole 4096-byte pages). */
     size_bytes: z.number().int().min(4096).max(1 << 30).multipleOf(4096, 'expected whole 4096-byte pages (the kernel rounds a tmpfs size up to pages)').default(1 << 20),
-    /** Mode of each mount root, octal string (nothing for "other"). */
-    mode: secretMode.default('0700'),
+    /** Mode of each mount root, octal string: "0700" (default), "0750" or "0710" (no group write, nothing for other users). */
+    mode: secretDirMode.default('0700'),
   })
   .prefault({});
 

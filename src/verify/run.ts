@@ -103,7 +103,12 @@ function gatherEnv(o: VerifyOptions, host: Host, transport: Transport, memo: Map
     runState: new Map(),
     memo<T>(key: string, get: () => Promise<T>): Promise<T> {
       let p = memo.get(key) as Promise<T> | undefined;
-      if (!p) memo.set(key, (p = get()));
+      if (!p) {
+        memo.set(key, (p = get()));
+        // Awaited by whichever fact needs it; a rejection (e.g. a stored value that is not valid) fails that
+        // host's audit row, and must never surface as an unhandled rejection when another fact failed first.
+        p.catch(() => undefined);
+      }
       return p;
     },
   };

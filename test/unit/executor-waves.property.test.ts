@@ -17,6 +17,7 @@
  *
  * fast-check prints the seed and the shrunk counterexample on failure (re-run with `{ seed, path }`).
  */
+import { generateHorcruxKeys } from '../sandbox/horcrux-keys.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -41,6 +42,9 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OLD_HEX = '2d63f2a04490150d356332e9f48d9d9f933198716e5a0c3d40839777e0147b56';
 const DISRUPTIVE = 'node.restart-lockstep';
 const KEY_DIR = '/run/horcrux-keys';
+/** Generated once (key generation is the slow part): real ECIES and shard files for cosigner i (up to 3). */
+const HORCRUX = generateHorcruxKeys({ shards: 3, threshold: 2, chainId: '473374' }).cosigners;
+const horcruxKeys = (i: number) => HORCRUX[i]!;
 
 const tmp = mkdtempSync(join(tmpdir(), 'krypton-waves-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -287,8 +291,10 @@ async function provisionedFleet(c: Case): Promise<FakeFleet> {
   }
   for (const [i, co] of inv.cosigners.entries()) {
     fleet.host(co.name).mountTmpfs(KEY_DIR);
-    fleet.store.seed(refFor(inv, 'horcrux-ecies', co.name), new Secret(`{"eciesKey":"c2VjcmV0LWVjaWVz","eciesPubs":[],"id":${i + 1}}`));
-    fleet.store.seed(refFor(inv, 'horcrux-shard', co.name), new Secret(`{"pubKey":"cHVi","privateShard":"c2VjcmV0LXNoYXJk","id":${i + 1}}`));
+    // Real key files: the run's preflight checks them as import-horcrux does.
+    const keys = horcruxKeys(i);
+    fleet.store.seed(refFor(inv, 'horcrux-ecies', co.name), new Secret(keys.ecies));
+    fleet.store.seed(refFor(inv, 'horcrux-shard', co.name), new Secret(keys.shard));
   }
   const provision = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
   const setup: Playbook = { file: provision.file, plays: [...provision.plays] };

@@ -3,6 +3,7 @@
  * recording fake Transport and a fake SecretStore (test/unit/fake-fleet.ts). Integration tests elsewhere run the
  * same against real sshd, OpenBao and moto.
  */
+import { generateHorcruxKeys } from '../sandbox/horcrux-keys.ts';
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -675,8 +676,10 @@ cosigners:
     const c = fleet.host('cosigner-1');
     c.mountTmpfs('/run/krypton-secrets');
     c.mountTmpfs('/run/horcrux-keys');
-    const ecies = new Secret('{"eciesKey":"c2VjcmV0LWVjaWVz","eciesPubs":[],"id":1}');
-    const shard = new Secret('{"pubKey":"cHVi","privateShard":"c2VjcmV0LXNoYXJk","id":1}');
+    // Real key files (the run's preflight checks them as import-horcrux does).
+    const keys = generateHorcruxKeys({ shards: 2, threshold: 2, chainId: '473374' }).cosigners[0]!;
+    const ecies = new Secret(keys.ecies);
+    const shard = new Secret(keys.shard);
     fleet.store.seed(refFor(inv, 'horcrux-ecies', 'cosigner-1'), ecies);
     fleet.store.seed(refFor(inv, 'horcrux-shard', 'cosigner-1'), shard);
     const pbk = pb(play({ hosts: 'cosigners', steps: ['secret.fetch-on-host', 'horcrux.start'] }));

@@ -166,7 +166,7 @@ describe('parseInventory: bad input is refused at file:line:col', () => {
   it('mode as a bare number says to quote it', () => {
     const e = refusal('network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt:\n      mode: 0600\n');
     expect(issueLines(e)).toEqual([
-      'inv.yml:6:13: nodes.val-1.jwt.mode: expected a quoted octal mode such as "0600"; a bare YAML number (read as 600) is not a mode string — write it in quotes',
+      'inv.yml:6:13: nodes.val-1.jwt.mode: expected a quoted octal mode such as "0600"; a bare YAML number is not a mode string: write mode: "0600" (unquoted, YAML reads it as the number 600)',
     ]);
   });
 
@@ -177,7 +177,28 @@ describe('parseInventory: bad input is refused at file:line:col', () => {
 
   it('network as a number says to quote it, echoing the value', () => {
     const e = refusal('network: 473374\nnodes:\n  val-1: { role: validator }\n');
-    expect(issueLines(e)).toEqual(['inv.yml:1:10: network: expected the chain id as a quoted string, e.g. "473374"']);
+    expect(issueLines(e)).toEqual(['inv.yml:1:10: network: expected the chain id as a quoted string: write network: "473374"']);
+  });
+
+  it('the chain-id hint quotes the source text, never the number YAML made of it (issue 10)', () => {
+    const line = (v: string) => issueLines(refusal(`network: ${v}\nnodes:\n  val-1: { role: validator }\n`))[0];
+    expect(line('007')).toBe('inv.yml:1:10: network: expected the chain id as a quoted string: write network: "007" (unquoted, YAML reads it as the number 7)');
+    expect(line('9007199254740993')).toBe(
+      'inv.yml:1:10: network: expected the chain id as a quoted string: write network: "9007199254740993" (unquoted, YAML reads it as the number 9007199254740992)',
+    );
+    // Quoted as written it is no chain id either: say so, and propose no other number.
+    expect(line('0x12a')).toBe(
+      'inv.yml:1:10: network: expected the chain id as a quoted string; quoted as written (network: "0x12a") it is refused too: expected a numeric chain id such as "473374" (testnet) or "47337" (mainnet) — YAML reads 0x12a as the number 298',
+    );
+    expect(line('0x12a')).not.toContain('"298"');
+    // Following the hint gives the chain id as written.
+    expect(parseInventory(FILE, 'network: "007"\nnodes:\n  val-1: { role: validator }\n').network).toBe('007');
+    expect(parseInventory(FILE, 'network: "9007199254740993"\nnodes:\n  val-1: { role: validator }\n').network).toBe('9007199254740993');
+  });
+
+  it('a bare number where a number is expected gets no quoting advice', () => {
+    const e = refusal('network: "1"\nnodes:\n  val-1: { role: validator, port: 70000 }\n');
+    expect(issueLines(e)[0]).not.toMatch(/write port/);
   });
 
   it('a missing network', () => {
@@ -257,7 +278,7 @@ describe('parseInventory: bad input is refused at file:line:col', () => {
     const e = refusal('network: 1\nnodes:\n  val-1:\n    role: x\n    port: "22"\n');
     const lines = issueLines(e);
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toBe('inv.yml:1:10: network: expected the chain id as a quoted string, e.g. "1"');
+    expect(lines[0]).toBe('inv.yml:1:10: network: expected the chain id as a quoted string: write network: "1"');
     expect(lines[1]).toBe('inv.yml:4:11: nodes.val-1.role: expected role: validator or rpc');
     expect(lines[2]).toMatch(/^inv\.yml:5:11: nodes\.val-1\.port: /);
   });
@@ -297,9 +318,25 @@ describe('the repo\'s example inventories load', () => {
 describe('parseInventory: secrets stay private', () => {
   it('a JWT mode that lets every local user read it is refused', () => {
     expect(() => parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt: { mode: "0644" }\n')).toThrow(
-      /inv\.yml:5:18: nodes\.val-1\.jwt\.mode: expected a mode that gives other users nothing/,
+      /inv\.yml:5:18: nodes\.val-1\.jwt\.mode: expected "0600", "0640", "0400" or "0440": .*\(0644 gives other users access\)$/,
     );
     expect(parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt: { mode: "0640", group: docker }\n').nodes[0]!.jwt.mode).toBe('0640');
+  });
+
+  it('secret file modes refuse group write and every bit for others; group read stays allowed (issue 10)', () => {
+    const inv = (jwt: string, env = '') => `network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt: { mode: "${jwt}" }\n${env}`;
+    for (const m of ['0660', '0620', '0664', '0602', '0700', '0200', '660'])
+      expect(() => parseInventory('inv.yml', inv(m)), m).toThrow(/inv\.yml:5:18: nodes\.val-1\.jwt\.mode: expected "0600", "0640", "0400" or "0440"/);
+    expect(() => parseInventory('inv.yml', inv('0660'))).toThrow(/\(0660 lets the group write\)/);
+    expect(() => parseInventory('inv.yml', inv('0620'))).toThrow(/\(0620 lets the group write\)/);
+    for (const m of ['0600', '0640', '0400', '0440', '640']) expect(parseInventory('inv.yml', inv(m)).nodes[0]!.jwt.mode, m).toBe(m.padStart(4, '0'));
+    // The env-secrets file too, in a node and in defaults.
+    expect(() => parseInventory('inv.yml', inv('0600', '    env: { mode: "0660" }\n'))).toThrow(/inv\.yml:6:18: nodes\.val-1\.env\.mode: expected "0600", "0640", "0400" or "0440".*0660 lets the group write/);
+    expect(() => parseInventory('inv.yml', 'network: "473374"\ndefaults:\n  env:\n    mode: "0620"\nnodes:\n  val-1: { role: validator }\n')).toThrow(/inv\.yml:4:11: defaults\.env\.mode: /);
+    // A bare number: the hint quotes it as written and says that, quoted, it is refused too.
+    expect(() => parseInventory('inv.yml', 'network: "473374"\nnodes:\n  val-1:\n    role: validator\n    jwt:\n      mode: 0660\n')).toThrow(
+      /inv\.yml:6:13: nodes\.val-1\.jwt\.mode: .*quoted as written \(mode: "0660"\) it is refused too: expected "0600".*0660 lets the group write/,
+    );
   });
 
   it('paths with .. segments or control characters are refused', () => {

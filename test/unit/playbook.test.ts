@@ -171,6 +171,20 @@ describe('loadPlaybook: bad playbooks are refused at file:line:col', () => {
     expect(e.message).toContain(file);
   });
 
+  it('mount.tmpfs mode that lets the group write or others in is refused; 0750 / 0710 are allowed (issue 10)', async () => {
+    for (const m of ['0770', '0777', '0755', '0701', '0730', '0600']) {
+      const { e, file } = await refusal(`- name: p\n  hosts: nodes\n  tasks:\n    - mount.tmpfs: { mode: "${m}" }\n`);
+      expect(e.code, m).toBe('E_PLAYBOOK');
+      expect(e.message.split('\n')[1]!.trim(), m).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4:28: 0\\.tasks\\.0\\.mount\\.tmpfs\\.mode: expected "0700", "0750" or "0710": `));
+    }
+    const { e } = await refusal('- name: p\n  hosts: nodes\n  tasks:\n    - mount.tmpfs: { mode: "0770" }\n');
+    expect(e.message).toContain('(0770 lets the group write)');
+    for (const m of ['0700', '0750', '0710']) {
+      const file = write(`- name: p\n  hosts: nodes\n  tasks:\n    - mount.tmpfs: { mode: "${m}" }\n`);
+      expect((await loadPlaybook(file)).plays[0]!.steps[0]!.params, m).toMatchObject({ mode: m });
+    }
+  });
+
   it('unknown param key points at the key and lists the task\'s params', async () => {
     const { e, file } = await refusal('- name: p\n  hosts: nodes\n  tasks:\n    - agent.start: { timeout: 5 }\n');
     expect(e.message.split('\n')[1]!.trim()).toBe(`${file}:4:22: 0.tasks.0.agent.start.timeout: unknown key (expected one of: timeout_seconds, exec_timeout_seconds)`);
