@@ -28,10 +28,13 @@ export type EngineProbeFact = EngineProbe & { version: number; fingerprint: stri
 /**
  * An authenticated `engine_exchangeCapabilities` call through the host's SSH connection (a direct-tcpip channel to
  * 127.0.0.1:8551), signed with the stored JWT, `iat` from the host's clock as read in the step's facts exec
- * (`env.hostClock()`; the laptop's clock when no reading exists). On a refusal it reads the host's clock afresh:
- * when the laptop–host skew is beyond the Engine API's ±60 s it tries once more with that reading, and if the
- * Engine API still refuses, the outcome is `skewed` ("clock skew of N s (±60 s allowed)"), never `rejected` — a
- * skew is not a wrong JWT, and must not restart or re-deliver anything.
+ * (`env.hostClock()`; the laptop's clock when no reading exists).
+ *
+ * On a refusal it reads the host's clock afresh. When the laptop–host skew is beyond the Engine API's ±60 s, a
+ * token from the other clock settles what the refusal meant: the host's clock accepted -> `accepted`; only the
+ * laptop's clock accepted -> `skewed` (the JWT is right, the Engine API's clock is not the host's `date`:
+ * "clock skew of N s (±60 s allowed)", E_CLOCK_SKEW, nothing to restart); neither -> `rejected` (a wrong JWT,
+ * whatever the clocks say). Within ±60 s a refusal is `rejected` as it stands.
  */
 export function engineProbe(): LaptopFact<EngineProbeFact | undefined> {
   return {
@@ -45,16 +48,16 @@ export function engineProbe(): LaptopFact<EngineProbeFact | undefined> {
       if (probe.outcome === 'rejected' && env.hostClock) {
         const fresh = await env.hostClock({ fresh: true });
         if (fresh && skewBeyond(fresh, ENGINE_IAT_WINDOW_SECONDS)) {
-          const again = await probeEngineApi(open, jwt.secret, undefined, fresh);
-          probe =
-            again.outcome === 'rejected'
-              ? {
-                  ...again,
-                  outcome: 'skewed',
-                  skewSeconds: fresh.skewSeconds,
-                  detail: `${skewPhrase(fresh.skewSeconds)}: ${describeSkew(fresh.skewSeconds, host)}, and the Engine API refused the token (HTTP ${again.httpStatus ?? '?'}) even with iat from ${host}'s clock; not judged a wrong JWT`,
-                }
-              : again;
+          const hostIat = await probeEngineApi(open, jwt.secret, undefined, fresh);
+          const laptopIat = hostIat.outcome === 'rejected' ? await probeEngineApi(open, jwt.secret) : undefined;
+          const skew = `${skewPhrase(fresh.skewSeconds)}: ${describeSkew(fresh.skewSeconds, host)}`;
+          if (laptopIat?.outcome === 'accepted') {
+            probe = { ...laptopIat, outcome: 'skewed', skewSeconds: fresh.skewSeconds, detail: `${skew}; the Engine API refused the token with iat from ${host}'s clock and accepted it with the laptop's, so the JWT is right and el's clock is not ${host}'s` };
+          } else if (laptopIat) {
+            probe = { ...hostIat, skewSeconds: fresh.skewSeconds, detail: `${hostIat.detail} (with iat from ${host}'s clock and from the laptop's: ${skew}, not the cause)` };
+          } else {
+            probe = hostIat;
+          }
         }
       }
       if (probe.outcome === 'accepted' && probe.iatFrom === 'host' && probe.skewSeconds !== undefined && Math.abs(probe.skewSeconds) > CLOCK_SKEW_BOUND_SECONDS) {
