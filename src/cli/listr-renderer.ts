@@ -1,6 +1,6 @@
 import { Listr } from 'listr2';
 import type { RunEvent, RunSummary } from '../core/events.ts';
-import { formatFailure, formatSummary, type LineWriter } from './render-events.ts';
+import { formatFailure, formatStoreFixed, formatSummary, type LineWriter } from './render-events.ts';
 
 /**
  * Interactive progress for a terminal: one listr2 row per host showing its current step, ending with ✔/✖.
@@ -11,6 +11,7 @@ export function listrRenderer(hosts: string[], write: LineWriter): { sink: (e: R
   const waiters = new Map<string, { resolve: (err?: Error) => void; setOutput: (s: string) => void; setTitle: (s: string) => void }>();
   const pending = new Map<string, RunEvent[]>();
   const failures: string[] = [];
+  const fixes: string[] = [];
   let summary: RunSummary | undefined;
   const finished = new Set<string>();
 
@@ -38,6 +39,10 @@ export function listrRenderer(hosts: string[], write: LineWriter): { sink: (e: R
       for (const h of hosts) if (!finished.has(h)) waiters.get(h)?.resolve();
       return;
     }
+    if (e.type === 'store-fixed') {
+      fixes.push(formatStoreFixed(e)); // printed below the display, before the failures
+      return;
+    }
     if (!('host' in e) || !e.host) return;
     const w = waiters.get(e.host);
     if (!w) {
@@ -59,6 +64,7 @@ export function listrRenderer(hosts: string[], write: LineWriter): { sink: (e: R
     sink: handle,
     async done() {
       await running;
+      for (const f of fixes) write(f);
       for (const f of failures) write(f);
       if (summary) write(formatSummary(summary));
     },

@@ -260,8 +260,19 @@ export class MemoryStore implements SecretStore {
     return kvSource(this.inv, ref);
   }
 
+  /** As the real stores do: a stored value that is not valid for its kind is E_INPUT naming path, version, problem. */
   async current(ref: SecretRef): Promise<StoredValue | undefined> {
     this.calls.push({ method: 'current', path: this.describe(ref) });
+    const e = this.kv.get(refKey(ref));
+    const v = e?.versions.at(-1);
+    if (!v || !e) return undefined;
+    const p = valueProblem(KIND_SPECS[ref.kind].format, v);
+    if (p) throw new KryptonError('E_INPUT', `${this.describe(ref)} version ${e.versions.length}: ${p}`, { hint: 'write a valid value as a new version' });
+    return { ref, secret: v, version: e.versions.length, source: this.describe(ref) };
+  }
+
+  async raw(ref: SecretRef): Promise<{ ref: SecretRef; secret: Secret; version: number; source: string } | undefined> {
+    this.calls.push({ method: 'raw', path: this.describe(ref) });
     const e = this.kv.get(refKey(ref));
     const v = e?.versions.at(-1);
     return v && e ? { ref, secret: v, version: e.versions.length, source: this.describe(ref) } : undefined;
