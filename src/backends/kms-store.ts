@@ -94,7 +94,7 @@ export function awsFetchFailure(
     case FETCH_EXIT.notTmpfs:
       return new KryptonError('E_PLAN_CONFLICT', `${subject}: ${tail}`, { hint: 'run mount.tmpfs first; secrets are never written to persistent disk' });
     case FETCH_EXIT.badValue:
-      return new KryptonError('E_INPUT', `${subject}: the fetched value is not valid: ${tail}`, { hint: 'the stored value is not valid for its kind: write a valid one (rotate, or import again)' });
+      return new KryptonError('E_INPUT', `${subject}: the fetched value is not valid: ${tail}`, { hint: 'the stored value is not valid for its kind: for the Engine-API JWT in the wrong form (0x, uppercase, CR LF), apply playbooks/provision.yml --fix-format writes the canonical form; otherwise write a valid value as a new version (import again)' });
     case FETCH_EXIT.fingerprint:
       return new KryptonError('E_PLAN_CONFLICT', `${subject} holds another value than the operator expects: ${tail}`, { hint: 'the store changed between plan and apply (a rotation?): run apply again' });
     case FETCH_EXIT.noPython:
@@ -229,6 +229,14 @@ export function createKmsStore(inv: Inventory, kmsClient: KmsBackend | (() => Km
     },
 
     head: latest,
+
+    async raw(ref) {
+      const v = await latest(ref);
+      const b = v ? await readBlob(ref, v) : undefined;
+      if (!b) return undefined;
+      const { plaintext } = await kms().decrypt(b.bytes, encryptionContext(ref), `the blob ${b.display}`, b.meta?.key_arn || undefined);
+      return { ref, secret: plaintext, version: b.version, source: dirname(b.display) };
+    },
 
     async versions(ref, limit = 10) {
       const out: StoredVersion[] = [];

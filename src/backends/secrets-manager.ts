@@ -94,7 +94,7 @@ export function createSecretsManagerBackend(settings: AwsSettings, client?: Secr
       try {
         const out = await sm.send(new GetSecretValueCommand({ SecretId: name, ...(versionId ? { VersionId: versionId } : {}) }));
         if (out.SecretString === undefined) {
-          throw new KryptonError('E_INPUT', `secret ${name} holds a binary value (SecretBinary); krypton-secrets stores every value as SecretString`, { hint: 'write the value as SecretString (krypton-secrets writes it so: rotate or import again)' });
+          throw new KryptonError('E_INPUT', `secret ${name} holds a binary value (SecretBinary); krypton-secrets stores every value as SecretString`, { hint: 'write the value again as SecretString (aws secretsmanager put-secret-value --secret-string …, or import again): a rotation reads the current value first and refuses the same way' });
         }
         return { value: new Secret(out.SecretString), versionId: out.VersionId ?? '', arn: out.ARN ?? name };
       } catch (err) {

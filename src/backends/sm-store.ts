@@ -124,6 +124,13 @@ export function createSmStore(inv: Inventory, smClient: SecretsManagerBackend | 
 
     head,
 
+    async raw(ref) {
+      const got = await sm().get(smSecretName(ref));
+      if (!got) return undefined;
+      const version = parseSmVersionId(got.versionId) ?? 0;
+      return { ref, secret: got.value, version, source: describe(ref) };
+    },
+
     async versions(ref, limit = 10) {
       const name = smSecretName(ref);
       // DescribeSecret first: ListSecretVersionIds of a missing secret is ResourceNotFoundException in AWS, but

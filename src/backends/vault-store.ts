@@ -84,6 +84,13 @@ export function createVaultStore(inv: Inventory, vault: VaultBackend): SecretSto
     current: (ref) => read(ref),
     head,
 
+    async raw(ref) {
+      const field = kvField(ref.kind);
+      const kv = await vault.kvRead(mount, kvPath(ref));
+      const v = kv && field ? kv.data[field] : undefined;
+      return kv && v ? { ref, secret: v, version: kv.version, source: src(ref) } : undefined;
+    },
+
     async versions(ref, limit = 10) {
       const meta = await vault.kvMetadata(mount, kvPath(ref));
       if (!meta) return [];

@@ -1,6 +1,6 @@
 import { Listr } from 'listr2';
 import type { RunEvent, RunSummary } from '../core/events.ts';
-import { formatFailure, formatSummary, type LineWriter } from './render-events.ts';
+import { formatFailure, formatStoreFixed, formatSummary, type LineWriter } from './render-events.ts';
 
 /** What the terminal shows for one host: its row's title and the lines under it. */
 export interface HostView {
@@ -90,6 +90,7 @@ export function listrRenderer(hosts: string[], write: LineWriter): { sink: (e: R
   const view = new FleetView(hosts);
   const rows = new Map<string, { resolve: (err?: Error) => void; set: (v: { title: string; lines: string[] }) => void }>();
   const failures: string[] = [];
+  const fixes: string[] = [];
   let summary: RunSummary | undefined;
   const finished = new Set<string>();
 
@@ -121,6 +122,10 @@ export function listrRenderer(hosts: string[], write: LineWriter): { sink: (e: R
       for (const h of hosts) if (!finished.has(h)) rows.get(h)?.resolve();
       return;
     }
+    if (e.type === 'store-fixed') {
+      fixes.push(formatStoreFixed(e)); // printed below the display, before the failures
+      return;
+    }
     for (const h of view.apply(e)) rows.get(h)?.set(view.view(h)!);
     if (e.type === 'step' && e.status === 'failed' && e.error) failures.push(formatFailure(e.error, e.host, e.task));
     if (e.type === 'host-done') {
@@ -134,6 +139,7 @@ export function listrRenderer(hosts: string[], write: LineWriter): { sink: (e: R
     sink: handle,
     async done() {
       await running;
+      for (const f of fixes) write(f);
       for (const f of failures) write(f);
       if (summary) write(formatSummary(summary));
     },

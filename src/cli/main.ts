@@ -49,6 +49,8 @@ interface RunFlags {
   log?: string;
   detailedExitcode?: boolean;
   resume?: boolean;
+  /** apply: write a stored JWT's canonical form as a new version when only its form is wrong (see runPlaybook). */
+  fixFormat?: boolean;
   limit?: string[];
   concurrency: number;
   json?: boolean;
@@ -157,6 +159,13 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const completeWith = resumeCommand(playbookFile, flags.inventory, flags.limit);
   const shared = (node: string) => refFor(inventory, 'engine-jwt', node).scope === NETWORK_SCOPE;
   const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
+  // --fix-format writes to the store: only for playbooks that own the store's JWT (provision seeds it, rotate-jwt
+  // rotates it), never as a side effect of a migration or a cosigner bring-up.
+  if (flags.fixFormat && !playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'secret.seed' || s.task.id === 'jwt.rotate'))) {
+    throw new KryptonError('E_USAGE', `--fix-format applies to playbooks that seed or rotate the Engine-API JWT (secret.seed or jwt.rotate), and ${playbookFile} has neither`, {
+      hint: 'run it with playbooks/provision.yml or playbooks/rotate-jwt.yml',
+    });
+  }
   // A rotation (or a rollback, which writes a version before it runs) that reaches only some nodes of a shared
   // JWT would leave the others on a value the backend no longer has as current. Conditional rotations
   // (`when: plaintext-matches`: the value is compromised anyway) may go node by node.
@@ -207,6 +216,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       limit: flags.limit,
       concurrency: flags.concurrency,
       resume: flags.resume,
+      fixFormat: flags.fixFormat ?? false,
       sink,
       store,
       connect,
@@ -313,6 +323,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   runFlags(program.command('apply').argument('<playbook>', 'playbook YAML').description('converge the hosts to the playbook'))
     .option('--resume', 'continue a halted rotation: write no new JWT version, move the remaining nodes to the current one')
+    .option('--fix-format', "provision / rotate-jwt: when a stored Engine-API JWT is only in the wrong form (0x, uppercase, CR LF), write its canonical form as a new version first (reported by fingerprint)")
     .option('--check', 'change nothing: the same as plan')
     .option('--detailed-exitcode', 'with --check: exit 0 when converged, 2 when changes are pending, 1 on an error')
     .action(async (pb: string, f: RunFlags & { check?: boolean }) => {

@@ -1,5 +1,6 @@
 import type { EventSink, RunEvent, RunSummary } from '../core/events.ts';
 import { ERROR_CODES, KryptonError, scrubText, toKryptonError } from '../core/errors.ts';
+import { shortFingerprint } from '../core/secret.ts';
 
 /** Writes one line of text (no trailing newline needed). */
 export type LineWriter = (line: string) => void;
@@ -46,6 +47,9 @@ export function plainRenderer(write: LineWriter): (e: RunEvent) => void {
       case 'warning':
         write(`warning${e.host ? ` ${e.host}` : ''}: ${e.message}`);
         break;
+      case 'store-fixed':
+        write(formatStoreFixed(e));
+        break;
       case 'summary':
         write(formatSummary(e.summary));
         break;
@@ -53,6 +57,11 @@ export function plainRenderer(write: LineWriter): (e: RunEvent) => void {
         break;
     }
   };
+}
+
+/** `fixed  <source>: v1 (sha256:…) -> v2 (sha256:…) in canonical form (was: …; needed by …)` — fingerprints, never the value. */
+export function formatStoreFixed(e: Extract<RunEvent, { type: 'store-fixed' }>): string {
+  return `fixed  ${e.source}: v${e.fromVersion} (${shortFingerprint(e.fromSha256)}) -> v${e.toVersion} (${shortFingerprint(e.toSha256)}), 64 lowercase hex (was: ${e.problem}; needed by ${e.hosts.join(', ')})`;
 }
 
 /** CONVENTIONS.md "Errors a user sees": what failed where, why, and a hint. */

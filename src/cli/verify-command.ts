@@ -34,7 +34,7 @@ export async function verifyCommand(
     // Plain output: grouped by host in inventory order (JSON rows stream as they come).
     const order = [...inventory.nodes, ...inventory.cosigners].map((h) => h.name);
     rows.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
-    for (const r of rows) out(`${r.host}  ${r.check}  ${r.ok ? 'pass' : 'FAIL'}  ${r.detail}`);
+    for (const r of rows) out(`${r.host}  ${r.check}  ${r.ok ? 'pass' : 'FAIL'}  ${r.code ? `${r.code}: ` : ''}${r.detail}`);
     if (f.json) out(jsonLine({ type: 'summary', ...summary }));
     else out(`${summary.ok ? '✔' : '✖'} ${summary.passed} passed, ${summary.failed} failed${summary.ok ? '' : ` (${Object.entries(summary.hosts).filter(([, h]) => !h.ok).map(([n, h]) => `${n}: ${h.failed.join(', ')}`).join('; ')})`}`);
     return summary.ok ? 0 : EXIT_HOSTS_FAILED;

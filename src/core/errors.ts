@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   E_TIMEOUT: 42,
   E_ENGINE_AUTH: 50,
   E_ENGINE_UNREACHABLE: 51,
+  /** The laptop–host clock skew is beyond what the Engine API's `iat` check allows (±60 s), or verify's bound. */
+  E_CLOCK_SKEW: 52,
   E_VERIFY: 60,
   E_HALTED: 61,
   E_INTERNAL: 70,

@@ -26,6 +26,12 @@ export type RunEvent =
     }
   | { type: 'host-done'; host: string; status: HostStatus; error?: KryptonError }
   | { type: 'warning'; host?: string; task?: string; message: string }
+  /**
+   * `apply --fix-format` wrote a stored value's canonical form as a new version before any host was touched:
+   * where, the old and new version with their full SHA-256 fingerprints, what was wrong, and who needs it. Never
+   * the value.
+   */
+  | { type: 'store-fixed'; source: string; fromVersion: number; toVersion: number; fromSha256: string; toSha256: string; problem: string; hosts: string[] }
   | { type: 'summary'; summary: RunSummary };
 
 export interface RunSummary {

@@ -1,9 +1,11 @@
 import { KryptonError, toKryptonError } from '../core/errors.ts';
 import type { EventSink, HostStatus, RunSummary } from '../core/events.ts';
 import type { GatherEnv, Plan, PlanContext, StoreCapabilities } from '../model/task.ts';
-import type { SecretStore } from '../model/store.ts';
+import type { RawValue, SecretStore } from '../model/store.ts';
+import type { Secret } from '../core/secret.ts';
 import { touchesHost } from '../model/action.ts';
-import { hostSecrets, refKey, type SecretRef } from '../model/layout.ts';
+import { KIND_SPECS, hostSecrets, refKey, type SecretRef } from '../model/layout.ts';
+import { canonicalHex64, hex64Problem } from '../model/formats.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
 import type { Play, Playbook, Step } from '../playbook/loader.ts';
 import type { Transport } from '../core/transport.ts';
@@ -45,6 +47,12 @@ export interface RunOptions {
   timeoutSeconds?: number;
   /** Extra facts for the summary's `notes` (e.g. which node holds which JWT version), gathered after the run. */
   report?: (hosts: Host[], summary: RunSummary) => Promise<Record<string, unknown>>;
+  /**
+   * `apply --fix-format`: a stored Engine-API JWT whose only fault is its form (`0x`, uppercase, surrounding
+   * whitespace or CR LF) is written back in canonical form as a new version (check-and-set on the version read)
+   * before any host is touched, and reported by fingerprint ({@link RunEvent} `store-fixed`).
+   */
+  fixFormat?: boolean;
 }
 
 interface HostState {
@@ -320,6 +328,12 @@ async function runStep(
  * store path, version, what is wrong and which hosts need it, and nothing changes anywhere. A value that is
  * absent is no error here (secret.seed mints or refuses it per host). Backend faults (no token, no rights) are
  * thrown as they are, with their own codes.
+ *
+ * An Engine-API JWT whose only fault is its form (it has a canonical 64-lowercase-hex form: `0x` stripped,
+ * lowercased, surrounding whitespace / CR LF stripped) is written back in that form as a new version when
+ * `fixFormat` is set (apply only; check-and-set on the version read, so a concurrent writer wins and this run
+ * stops with E_PLAN_CONFLICT), reported as a `store-fixed` event; without it the refusal's hint names
+ * `--fix-format`. A wrong length or a non-hex byte has no canonical form and stays a refusal.
  */
 async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string, Promise<unknown>>): Promise<void> {
   const needers = new Map<string, { ref: SecretRef; hosts: string[]; shardId?: number }>();
@@ -331,7 +345,7 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
       needers.set(k, e);
     }
   }
-  const failures: { e: KryptonError; hosts: string[] }[] = [];
+  const failures: { e: KryptonError; hosts: string[]; ref: SecretRef }[] = [];
   await Promise.all(
     [...needers.entries()].map(async ([k, { ref, hosts: hs, shardId }]) => {
       const p = o.store.current(ref);
@@ -345,17 +359,49 @@ async function preflight(o: RunOptions, hosts: readonly Host[], memo: Map<string
         }
       } catch (err) {
         memo.delete(`stored:${k}`);
-        failures.push({ e: toKryptonError(err), hosts: hs });
+        failures.push({ e: toKryptonError(err), hosts: hs, ref });
       }
     }),
   );
   if (!failures.length) return;
   // A backend fault (a context, a right, a region) keeps its own code; invalid values are E_INPUT (exit 3).
-  const lead = failures.find((f) => f.e.code !== 'E_INPUT') ?? failures[0]!;
+  const backendFault = failures.find((f) => f.e.code !== 'E_INPUT');
+  const forms = backendFault ? [] : await Promise.all(failures.map((f) => formFix(o.store, f.ref)));
+  if (!backendFault && o.fixFormat && o.mode === 'apply' && forms.every((x) => x !== undefined)) {
+    for (const [i, f] of failures.entries()) {
+      const fix = forms[i]!;
+      const w = await o.store.write(f.ref, fix.canonical, fix.raw.version);
+      o.sink({ type: 'store-fixed', source: fix.raw.source, fromVersion: fix.raw.version, toVersion: w.version, fromSha256: fix.raw.secret.fingerprint(), toSha256: fix.canonical.fingerprint(), problem: fix.problem, hosts: f.hosts });
+      const k = refKey(f.ref);
+      const p = o.store.current(f.ref);
+      memo.set(`stored:${k}`, p);
+      await p; // the canonical form reads back as valid, or this throws with the store's own words
+    }
+    return;
+  }
+  const lead = backendFault ?? failures[0]!;
   const lines = failures.map((f) => `${f.e.message} (needed by ${f.hosts.join(', ')})`);
-  throw new KryptonError(lead.e.code, `${lines.length === 1 ? lines[0] : `the store's values cannot be used:\n${lines.map((l) => `- ${l}`).join('\n')}`}; nothing was changed on any host`, {
-    hint: lead.e.hint ?? 'fix the value in the store, then run again',
-  });
+  const fixable = forms.filter((x) => x !== undefined).length;
+  const hint = backendFault
+    ? (lead.e.hint ?? 'fix the value in the store, then run again')
+    : fixable === failures.length
+      ? o.fixFormat && o.mode !== 'apply'
+        ? 'only apply writes the canonical form: run apply with --fix-format (this plan changed nothing)'
+        : `only the form is wrong: run apply with --fix-format to write the canonical form (64 lowercase hex, no 0x, no newline) as a new version, reported by fingerprint`
+      : fixable > 0
+        ? `--fix-format can fix only the form (0x, case, CR LF), not a wrong length or a non-hex byte: write a valid value (64 lowercase hex) as a new version of the others, e.g. with \`bao kv put\`, then run again`
+        : KIND_SPECS[lead.ref.kind].format === 'hex64'
+          ? 'no canonical form exists (a wrong length or a non-hex byte: --fix-format cannot fix it): write a valid value, 64 lowercase hex, as a new version in the store, then run again'
+          : (lead.e.hint ?? 'fix the value in the store, then run again');
+  throw new KryptonError(lead.e.code, `${lines.length === 1 ? lines[0] : `the store's values cannot be used:\n${lines.map((l) => `- ${l}`).join('\n')}`}; nothing was changed on any host`, { hint });
+}
+
+/** A hex64 value whose only fault is its form: what is wrong, and its canonical form; undefined otherwise. */
+async function formFix(store: SecretStore, ref: SecretRef): Promise<{ raw: RawValue; canonical: Secret; problem: string } | undefined> {
+  if (KIND_SPECS[ref.kind].format !== 'hex64' || !store.raw) return undefined;
+  const raw = await store.raw(ref);
+  const canonical = raw ? canonicalHex64(raw.secret) : undefined;
+  return raw && canonical ? { raw, canonical, problem: hex64Problem(raw.secret) ?? 'not canonical' } : undefined;
 }
 
 /**

@@ -2,16 +2,33 @@ import { request } from 'node:http';
 import { SignJWT } from 'jose';
 import type { Duplex } from 'node:stream';
 import type { Secret } from '../core/secret.ts';
+import { hostNowSeconds, type HostClock } from '../model/clock.ts';
 
 /** Where a node's execution client serves the authenticated Engine API (authrpc). */
 export const ENGINE_API = { host: '127.0.0.1', port: 8551 } as const;
 
 /** Outcome of one authenticated Engine API call. */
 export interface EngineProbe {
-  /** `accepted`: HTTP 200 with a JSON-RPC result; `rejected`: 401/403 or a JSON-RPC auth error; `unreachable`: no answer. */
-  outcome: 'accepted' | 'rejected' | 'unreachable';
+  /**
+   * `accepted`: HTTP 200 with a JSON-RPC result; `rejected`: 401/403 or a JSON-RPC auth error; `unreachable`: no
+   * answer; `skewed`: rejected while the laptop–host clock skew is beyond the Engine API's ±60 s (E_CLOCK_SKEW: not
+   * a wrong JWT, so nothing may be restarted or delivered again for it).
+   */
+  outcome: 'accepted' | 'rejected' | 'unreachable' | 'skewed';
   httpStatus?: number;
   detail: string;
+  /** Laptop minus host, seconds, when the host's clock was read (positive: the laptop is ahead). */
+  skewSeconds?: number;
+  /** Where the token's `iat` came from. */
+  iatFrom?: 'host' | 'laptop';
+}
+
+/**
+ * The token's `iat`, Unix seconds: from the host's clock when a reading is given (its value then, advanced by the
+ * laptop's monotonic time since), else the laptop's clock.
+ */
+export function iatSeconds(clock: HostClock | undefined, monotonicNowMs = performance.now(), laptopNowMs = Date.now()): number {
+  return Math.floor(clock ? hostNowSeconds(clock, monotonicNowMs) : laptopNowMs / 1000);
 }
 
 /**
@@ -25,19 +42,22 @@ export async function mintEngineToken(jwtHex: Secret, nowSeconds = Math.floor(Da
 
 /**
  * Calls `engine_exchangeCapabilities` over `stream` (an SSH direct-tcpip channel to 127.0.0.1:8551 on the
- * node) with a fresh token. Never throws: failures become `rejected` or `unreachable` with a detail that
- * holds no secret. `timeoutMs` bounds the whole call.
+ * node) with a fresh token whose `iat` comes from `clock` (the host's, see {@link iatSeconds}) when given. Never
+ * throws: failures become `rejected` or `unreachable` with a detail that holds no secret. `timeoutMs` bounds the
+ * whole call.
  */
-export async function probeEngineApi(open: () => Promise<Duplex>, jwtHex: Secret, timeoutMs = 5000): Promise<EngineProbe> {
+export async function probeEngineApi(open: () => Promise<Duplex>, jwtHex: Secret, timeoutMs = 5000, clock?: HostClock): Promise<EngineProbe> {
   let stream: Duplex;
   try {
     stream = await open();
   } catch (err) {
     return { outcome: 'unreachable', detail: `nothing accepts connections on ${ENGINE_API.host}:${ENGINE_API.port} (${(err as Error).message})` };
   }
-  const token = await mintEngineToken(jwtHex);
+  const token = await mintEngineToken(jwtHex, iatSeconds(clock));
+  const iatFrom = clock ? ('host' as const) : ('laptop' as const);
   const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'engine_exchangeCapabilities', params: [['engine_exchangeCapabilities']] });
-  return new Promise<EngineProbe>((resolve) => {
+  return new Promise<EngineProbe>((done) => {
+    const resolve = (p: EngineProbe) => done({ ...p, iatFrom, ...(clock ? { skewSeconds: clock.skewSeconds } : {}) });
     const req = request(
       {
         createConnection: () => stream as never,

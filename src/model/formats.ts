@@ -26,6 +26,13 @@ import type { SecretFormat } from './layout.ts';
 // ------------------------------------------------------------------------------------------------------------
 
 /**
+ * What to do about a stored Engine-API JWT that is not canonical. Not "rotate": a rotation refuses the same
+ * stored value before it starts (the run's preflight reads it first).
+ */
+export const HEX64_HINT =
+  'if only the form is wrong (0x, uppercase, CR LF), run apply playbooks/provision.yml (or rotate-jwt.yml) with --fix-format to write the canonical form as a new version; otherwise write 64 lowercase hex characters (no 0x, no newline) as a new version in the store';
+
+/**
  * What is wrong with an Engine-API JWT value, in words without the value ("31 bytes, expected 32 (64 hex)",
  * "byte 0: `0x` prefix", "trailing CR LF", "uppercase hex at byte 4"), or undefined when it is canonical.
  */
@@ -254,7 +261,7 @@ export function fromKvFields(format: SecretFormat, field: string | undefined, da
     });
   }
   const p = valueProblem(format, v);
-  if (p) throw new KryptonError('E_INPUT', `${where} field "${field}": ${p}`, { hint: format === 'hex64' ? 'write the value again in canonical form (64 lowercase hex characters, no 0x, no newline) as a new version in the store' : 'import the value again' });
+  if (p) throw new KryptonError('E_INPUT', `${where} field "${field}": ${p}`, { hint: format === 'hex64' ? HEX64_HINT : 'import the value again' });
   return v;
 }
 
@@ -280,7 +287,7 @@ export function fromSecretString(format: SecretFormat, s: Secret, where: string)
     return renderEnvFile(obj as Record<string, string>, where);
   }
   const p = valueProblem(format, s);
-  if (p) throw new KryptonError('E_INPUT', `${where}: ${p}`, { hint: format === 'hex64' ? 'write the value again in canonical form (64 lowercase hex characters, no 0x, no newline) as a new version in the store' : 'import the value again' });
+  if (p) throw new KryptonError('E_INPUT', `${where}: ${p}`, { hint: format === 'hex64' ? HEX64_HINT : 'import the value again' });
   return s;
 }
 
@@ -294,6 +301,6 @@ export function toSecretString(format: SecretFormat, value: Secret, where: strin
 /** A value's bytes from a decrypted KMS blob (the blob holds the bytes themselves). */
 export function fromBlobPlaintext(format: SecretFormat, s: Secret, where: string): Secret {
   const p = valueProblem(format, s);
-  if (p) throw new KryptonError('E_INPUT', `${where} decrypts to a value that is not valid: ${p}`, { hint: 'write a valid value as a new version (rotate, or import again)' });
+  if (p) throw new KryptonError('E_INPUT', `${where} decrypts to a value that is not valid: ${p}`, { hint: format === 'hex64' ? HEX64_HINT : 'import the value again (a valid one) as a new version' });
   return s;
 }

@@ -21,6 +21,20 @@ export interface StoredValue {
   source: string;
 }
 
+/**
+ * The current version's bytes exactly as stored, NOT checked against the kind's format: only for `--fix-format`
+ * (a JWT stored as `0x…`, in uppercase or with a CR LF, whose canonical form is then written as a new version).
+ */
+export interface RawValue {
+  ref: SecretRef;
+  /** The stored bytes (KV field, blob plaintext, SecretString) as they are. */
+  secret: Secret;
+  /** The version a check-and-set write over it must name (as {@link SecretStore.head} would say). */
+  version: number;
+  /** Where it lives, for messages (as {@link StoredValue.source}). */
+  source: string;
+}
+
 /** One live version: its number and the full SHA-256 of its canonical bytes (never the value). */
 export interface StoredVersion {
   version: number;
@@ -78,6 +92,12 @@ export interface SecretStore {
   describe(ref: SecretRef): string;
   /** The current value, validated and in canonical form; undefined when never written (or deleted). */
   current(ref: SecretRef): Promise<StoredValue | undefined>;
+  /**
+   * The current version of a single-field kind (the Engine-API JWT, a Horcrux key file) as stored, without the
+   * format check {@link current} makes; undefined when absent. Only `--fix-format` reads it. Throws as `current`
+   * does for backend faults (never E_INPUT for the value's form).
+   */
+  raw?(ref: SecretRef): Promise<RawValue | undefined>;
   /**
    * The version a check-and-set write must name now (0: never written; Secrets Manager: also when the current
    * version was not written by krypton-secrets, which `current` then reports as version 0 too).

@@ -4,6 +4,7 @@ import { KryptonError, type ErrorCode } from '../core/errors.ts';
 import type { Transport } from '../core/transport.ts';
 import type { Host, Inventory } from './inventory.ts';
 import type { Delivery, SecretStore } from './store.ts';
+import type { HostClock } from './clock.ts';
 
 /**
  * A fact gathered on the host by a read-only shell snippet. All remote facts of one step run in ONE exec
@@ -34,6 +35,13 @@ export interface GatherEnv {
   memo<T>(key: string, get: () => Promise<T>): Promise<T>;
   /** What earlier steps of this run did that later plans must know (e.g. `rotated:<scope>` -> new version). */
   runState: ReadonlyMap<string, unknown>;
+  /**
+   * The host's clock against the laptop's (model/clock.ts), for laptop facts: the reading taken in this step's
+   * facts exec (awaited until that exec ends), else the host's latest reading in this run; with `fresh`, a new
+   * reading in an exec of its own. Undefined when the host's clock could not be read. Set by the executor's
+   * gatherFacts; absent in callers that gather no host facts.
+   */
+  hostClock?(o?: { fresh?: boolean }): Promise<HostClock | undefined>;
 }
 
 /** What `plan` receives for each declared fact; a fact a task declares optional (`key?:`) may be absent. */

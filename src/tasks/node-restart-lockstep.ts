@@ -223,6 +223,9 @@ function readabilityRefusal(node: NodeHost, services: readonly string[], c: Extr
  * compose file, an env_file), the JWT mount source is not the tmpfs file, or a service has no container — it runs
  * the node's `recreate` (default `docker compose up -d --no-deps --force-recreate el cl`) instead of `restart`.
  *
+ * Refuses with E_CLOCK_SKEW, restarting nothing, when the Engine API refuses the token while the laptop–host clock
+ * skew is beyond its ±60 s (src/facts/inputs.ts `engineProbe`): a skew is not a wrong JWT.
+ *
  * Refuses (E_PLAN_CONFLICT), before anything restarts: to (re)start el or cl while /run/krypton-secrets/jwt.hex is
  * missing or not exactly 64 lowercase hex (geth would make its own secret); and on a compose host, when a
  * container's user (`docker inspect .Config.User`, the running process's ids) can neither own-read nor group-read
@@ -244,6 +247,10 @@ export const nodeRestartLockstep = defineTask({
   plan(_p, { probe, loaded, files, containers }, { host, inventory, restartPending }) {
     const node = asNode(host);
     if (!probe) return refuse('E_INPUT', 'the store holds no Engine-API JWT for this node', 'run secret.seed first (playbooks/provision.yml does)');
+    // A clock skew is not a wrong JWT: restarting el and cl would not help, and takes a healthy validator down.
+    if (probe.outcome === 'skewed') {
+      return refuse('E_CLOCK_SKEW', `not restarting el and cl: ${probe.detail}`, 'set the clocks right (NTP: timedatectl, chronyc tracking) on the laptop and the host, then run again; nothing was restarted');
+    }
     const ss = hostSecrets(inventory, node);
     const jwt = ss.find((s) => s.ref.kind === 'engine-jwt')!;
     const base = servicesToRestart(ss, files, loaded, { jwtAccepted: probe.outcome === 'accepted', jwtPathChanged: restartPending });

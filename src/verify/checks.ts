@@ -9,6 +9,7 @@ import { shortFingerprint } from '../core/secret.ts';
 import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../model/inventory.ts';
 import { AGENT_FILES, JWT_FILE, hostSecrets, type HostSecret } from '../model/layout.ts';
 import type { Delivery } from '../model/store.ts';
+import { CLOCK_SKEW_BOUND_SECONDS, ENGINE_IAT_WINDOW_SECONDS, describeSkew, skewBeyond, skewWholeSeconds, type HostClock } from '../model/clock.ts';
 
 /** One line of the audit: a host, a check id, pass or fail, and why — never a secret value. */
 export interface CheckRow {
@@ -16,6 +17,8 @@ export interface CheckRow {
   check: string;
   ok: boolean;
   detail: string;
+  /** The error code of a failure that has one of its own (e.g. `E_CLOCK_SKEW`); most rows have none. */
+  code?: string;
 }
 
 /** A copy of a stored value found on the host: the file, and what it matched (a whole file, or one variable). */
@@ -69,7 +72,7 @@ export function checkPrefix(s: Pick<HostSecret, 'name'>): string {
  */
 export function hostChecks(inv: Inventory, host: Host, delivery: Delivery, dirs: readonly string[], f: HostAuditFacts): CheckRow[] {
   const rows: CheckRow[] = [];
-  const row = (check: string, ok: boolean, detail: string) => rows.push({ host: host.name, check, ok, detail });
+  const row = (check: string, ok: boolean, detail: string, code?: string) => rows.push({ host: host.name, check, ok, detail, ...(code && !ok ? { code } : {}) });
   const playbook = host.kind === 'node' ? 'playbooks/provision.yml' : 'playbooks/cosigner-bringup.yml';
   const reprovision = `re-provision it: krypton-secrets apply ${playbook} -i ${inv.file} --limit ${host.name}`;
 
@@ -143,7 +146,28 @@ export function hostChecks(inv: Inventory, host: Host, delivery: Delivery, dirs:
   return rows;
 }
 
-function nodeOnly(inv: Inventory, node: NodeHost, f: HostAuditFacts, row: (check: string, ok: boolean, detail: string) => void): void {
+/**
+ * `clock`: the laptop–host clock skew (read in the audit's exec, model/clock.ts) is within
+ * {@link CLOCK_SKEW_BOUND_SECONDS} (30 s, half the Engine API's ±60 s window); beyond it the row fails with
+ * E_CLOCK_SKEW. A host whose `date` gives no reading fails too (its skew is unknown).
+ */
+export function clockRow(host: string, c: HostClock | undefined): CheckRow {
+  const bound = `verify allows ±${CLOCK_SKEW_BOUND_SECONDS} s; the Engine API ±${ENGINE_IAT_WINDOW_SECONDS} s`;
+  if (!c) return { host, check: 'clock', ok: false, detail: `could not read ${host}'s clock (date -u +%s.%N gave nothing usable): the laptop–host clock skew is unknown`, code: 'E_CLOCK_SKEW' };
+  const within = c.uncertaintySeconds >= 1 ? ` (± ${c.uncertaintySeconds.toFixed(1)} s)` : '';
+  if (skewBeyond(c, CLOCK_SKEW_BOUND_SECONDS)) {
+    return {
+      host,
+      check: 'clock',
+      ok: false,
+      code: 'E_CLOCK_SKEW',
+      detail: `clock skew of ${skewWholeSeconds(c.skewSeconds)} s${within} (${bound}): ${describeSkew(c.skewSeconds, host)}; set the clocks right (NTP) — krypton-secrets mints iat from the host's clock, but Vault/AWS request times and tokens minted elsewhere drift with it`,
+    };
+  }
+  return { host, check: 'clock', ok: true, detail: `${describeSkew(c.skewSeconds, host)}${within} (${bound})` };
+}
+
+function nodeOnly(inv: Inventory, node: NodeHost, f: HostAuditFacts, row: (check: string, ok: boolean, detail: string, code?: string) => void): void {
   // stray copies of the current JWT
   const jwt = f.stored['engine-jwt'];
   if (jwt && f.copies) {
@@ -173,7 +197,11 @@ function nodeOnly(inv: Inventory, node: NodeHost, f: HostAuditFacts, row: (check
   if (f.containers?.compose) containerRows(node, f.containers, jwt, f.jwtCrc32, row);
   // the Engine API
   if (!f.probe) row('engine.auth', false, 'no value to test the Engine API with');
-  else row('engine.auth', f.probe.outcome === 'accepted', f.probe.outcome === 'accepted' ? 'the Engine API accepts the current JWT' : f.probe.detail);
+  else {
+    const code = f.probe.outcome === 'skewed' ? 'E_CLOCK_SKEW' : f.probe.outcome === 'rejected' ? 'E_ENGINE_AUTH' : f.probe.outcome === 'unreachable' ? 'E_ENGINE_UNREACHABLE' : undefined;
+    const skewNote = f.probe.iatFrom === 'host' && f.probe.skewSeconds !== undefined && Math.abs(f.probe.skewSeconds) > CLOCK_SKEW_BOUND_SECONDS ? ` (iat from ${node.name}'s clock: ${describeSkew(f.probe.skewSeconds, node.name)})` : '';
+    row('engine.auth', f.probe.outcome === 'accepted', f.probe.outcome === 'accepted' ? `the Engine API accepts the current JWT${skewNote}` : f.probe.detail, code);
+  }
   void inv;
 }
 

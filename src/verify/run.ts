@@ -24,7 +24,8 @@ import { secretPutHostCopy } from '../tasks/secret-put-host-copy.ts';
 import { kmsInstallBootStep } from '../tasks/kms-install-boot-step.ts';
 import type { AnyTask, FactSpec } from '../model/task.ts';
 import type { Transport } from '../core/transport.ts';
-import { hostChecks, type CheckRow, type HostAuditFacts } from './checks.ts';
+import { clockRow, hostChecks, type CheckRow, type HostAuditFacts } from './checks.ts';
+import type { HostClock } from '../model/clock.ts';
 
 export interface VerifyOptions {
   inventory: Inventory;
@@ -129,6 +130,7 @@ async function auditHost(o: VerifyOptions, host: Host, transport: Transport, mem
   const { rows: taskRows, extra } = await taskChecks([...cosignerChecks, ...checks], host, transport, env, {
     mounts: factList(dirs.map((d) => mountAt(d)), 'mount'),
     kernel: kernel(),
+    clock: laptopFact(async (e) => e.hostClock?.()),
     agent: agentState(ss),
     files: secretFiles(ss),
     stored: storedFingerprints(ss),
@@ -147,7 +149,8 @@ async function auditHost(o: VerifyOptions, host: Host, transport: Transport, mem
     ...(agent && inv.vault.agentMode === 'daemon' ? { token: laptopFact((e) => agentToken(e)) } : {}),
     ...(agent ? { capabilities: laptopFact((e) => policyCapabilities(e, host)) } : {}),
   });
-  const rows = hostChecks(inv, host, o.store.delivery, dirs, extra as unknown as HostAuditFacts);
+  // The laptop–host clock skew, from the clock readings of the same exec (model/clock.ts).
+  const rows = [clockRow(host.name, extra['clock'] as HostClock | undefined), ...hostChecks(inv, host, o.store.delivery, dirs, extra as unknown as HostAuditFacts)];
   if (host.kind === 'cosigner') rows.push(stateRow(inv, host, extra['home'] as HomeFact));
   return [...rows, ...taskRows];
 }

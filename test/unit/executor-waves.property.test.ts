@@ -220,7 +220,8 @@ class TimedTransport implements Transport {
   }
 }
 
-const isFactExec = (argv: string[]) => argv[0] === 'sh' && argv[1] === '-c' && /^echo '@@\S+ \S+'$/m.test(argv[2] ?? '');
+// A facts exec (fenced snippets), or a clock reading of its own (the Engine API probe after a 401): neither acts.
+const isFactExec = (argv: string[]) => argv[0] === 'sh' && argv[1] === '-c' && (/^echo '@@\S+ \S+'$/m.test(argv[2] ?? '') || /^printf '@@\S+-clock %s\\n'/.test(argv[2] ?? ''));
 
 async function runOnce(fleet: FakeFleet, playbook: Playbook, o: { concurrency: number; resume?: boolean; inject?: (host: string, task: string | undefined) => void }): Promise<{ summary: RunSummary } & Recorded> {
   const rec: Recorded = { events: [], ioDone: new Map() };
@@ -441,10 +442,16 @@ describe('the disruption budget keeps the slot of a node whose disruptive step f
       writeFileSync(file, playbookText(c));
       const playbook = await loadPlaybook(file);
       let inRestart = false;
-      let execs = 0;
-      // val-1's restart runs; the settle re-check after it fails (the node may be down)
-      fleet.host('val-1').failExec = () => (inRestart && ++execs === 3 ? { code: 1, stdout: '', stderr: 'injected' } : undefined);
-      const first = await runOnce(fleet, playbook, { concurrency: 1, inject: (h, t) => h === 'val-1' && ((inRestart = t === DISRUPTIVE), (execs = 0)) });
+      let restarted = false;
+      // val-1's restart runs; the first facts exec after it (the settle re-check) fails: the node may be down.
+      fleet.host('val-1').failExec = (argv) => {
+        if (!inRestart) return undefined;
+        const script = argv.join(' ');
+        if (script.includes('setsid -w')) restarted = true;
+        else if (restarted && script.includes('@@KF')) return { code: 1, stdout: '', stderr: 'injected' };
+        return undefined;
+      };
+      const first = await runOnce(fleet, playbook, { concurrency: 1, inject: (h, t) => h === 'val-1' && ((inRestart = t === DISRUPTIVE), (restarted = false)) });
       expect(fleet.host('val-1').restarts).toBe(2); // provision's restart, and the rotation's
       expect(first.summary.hosts['val-1']).toMatchObject({ status: 'failed', error: { code: 'E_FACT' } });
       for (const v of ['val-2', 'val-3']) {

@@ -260,8 +260,19 @@ export class MemoryStore implements SecretStore {
     return kvSource(this.inv, ref);
   }
 
+  /** As the real stores do: a stored value that is not valid for its kind is E_INPUT naming path, version, problem. */
   async current(ref: SecretRef): Promise<StoredValue | undefined> {
     this.calls.push({ method: 'current', path: this.describe(ref) });
+    const e = this.kv.get(refKey(ref));
+    const v = e?.versions.at(-1);
+    if (!v || !e) return undefined;
+    const p = valueProblem(KIND_SPECS[ref.kind].format, v);
+    if (p) throw new KryptonError('E_INPUT', `${this.describe(ref)} version ${e.versions.length}: ${p}`, { hint: 'write a valid value as a new version' });
+    return { ref, secret: v, version: e.versions.length, source: this.describe(ref) };
+  }
+
+  async raw(ref: SecretRef): Promise<{ ref: SecretRef; secret: Secret; version: number; source: string } | undefined> {
+    this.calls.push({ method: 'raw', path: this.describe(ref) });
     const e = this.kv.get(refKey(ref));
     const v = e?.versions.at(-1);
     return v && e ? { ref, secret: v, version: e.versions.length, source: this.describe(ref) } : undefined;
@@ -374,8 +385,20 @@ export class FakeHost {
   restartDownMs = 120;
   /** Restart commands run (each restarts one or more services). */
   restarts = 0;
+  /**
+   * The host's clock minus the laptop's, seconds (e.g. -95: the host is 95 s behind). `date` in fact execs and el's
+   * Engine API (which judges `iat` within ±60 s of the host's clock) both run on it. `elClockOffsetSeconds`, when
+   * set, is el's alone (an el whose clock is not the host shell's), to drive the probe's 401-with-skew path.
+   */
+  clockOffsetSeconds = 0;
+  elClockOffsetSeconds: number | undefined;
 
   constructor(readonly host: Host, readonly fleet: FakeFleet) {}
+
+  /** The host's wall clock, Unix seconds. */
+  hostNowSeconds(): number {
+    return nowSeconds() + this.clockOffsetSeconds;
+  }
 
   get node(): NodeHost | undefined {
     return this.host.kind === 'node' ? this.host : undefined;
@@ -532,8 +555,19 @@ export class FakeHost {
     ].join('\n');
   }
 
+  /** The clock lines of a facts exec (`printf '@@<b>-clock %s\\n' "$(date -u +%s.%N …)"`), answered as date would. */
+  clockLines(script: string): { boundary: string; rest: string; line: () => string } | undefined {
+    const re = /^printf '@@(\S+)-clock %s\\n' "\$\(date -u \+%s\.%N 2>\/dev\/null\)"$/m;
+    const m = re.exec(script);
+    if (!m) return undefined;
+    const boundary = m[1]!;
+    return { boundary, rest: script.split('\n').filter((l) => !re.test(l)).join('\n'), line: () => `@@${boundary}-clock ${this.hostNowSeconds().toFixed(9)}\n` };
+  }
+
   /** The one fact-gathering exec: answer each fenced snippet. */
-  answerFacts(script: string): { result: ExecResult; keys: string[] } {
+  answerFacts(full: string): { result: ExecResult; keys: string[] } {
+    const clock = this.clockLines(full);
+    const script = clock ? clock.rest : full;
     const marker = /^echo '@@(\S+) (\S+)'$/gm;
     const found = [...script.matchAll(marker)];
     let out = '';
@@ -548,6 +582,7 @@ export class FakeHost {
       keys.push(key!);
       out += `@@${boundary} ${key}\n${this.factOutput(snippet)}\n@@${boundary}-exit 0\n`;
     });
+    if (clock) out = `${clock.line()}${out}${clock.line()}`;
     return { result: { code: 0, stdout: out, stderr: '' }, keys };
   }
 
@@ -822,7 +857,8 @@ export class FakeFleet {
           if (token && h.el.key) {
             try {
               const { payload } = await jwtVerify(token, h.el.key, { algorithms: ['HS256'] });
-              ok = typeof payload.iat === 'number' && Math.abs(payload.iat - Date.now() / 1000) <= 60;
+              const elNow = nowSeconds() + (h.elClockOffsetSeconds ?? h.clockOffsetSeconds);
+              ok = typeof payload.iat === 'number' && Math.abs(payload.iat - elNow) <= 60;
             } catch {
               ok = false;
             }
@@ -866,6 +902,12 @@ export class FakeTransport implements Transport {
       const { result, keys } = this.h.answerFacts(argv[2]!);
       rec.factKeys = keys;
       return result;
+    }
+    // A clock reading of its own (the Engine API probe after a 401): the clock lines only.
+    const clock = argv[0] === 'sh' && argv[1] === '-c' ? this.h.clockLines(argv[2] ?? '') : undefined;
+    if (clock && clock.rest.trim() === '') {
+      rec.factKeys = [];
+      return { code: 0, stdout: `${clock.line()}${clock.line()}`, stderr: '' };
     }
     return this.h.runCommand(argv, opts.cwd);
   }
