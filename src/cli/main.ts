@@ -79,7 +79,8 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
   const connector = makeConnector(inventory, { acceptNew: flags.acceptNew ?? false, onWarning: (m) => err(`warning: ${m}`) });
   const store = await openStore(inventory);
   const shared = (node: string) => refFor(inventory, 'engine-jwt', node).scope === NETWORK_SCOPE;
-  const rotates = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate'));
+  // Which JWT each node holds (and el/cl loaded) after any run that may move it: a rotation, or one that restarts el/cl.
+  const reportsJwt = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate' || s.task.jwtUnit === 'closes'));
   // A rotation (or a rollback, which writes a version before it runs) that reaches only some nodes of a shared
   // JWT would leave the others on a value the backend no longer has as current. Conditional rotations
   // (`when: plaintext-matches`: the value is compromised anyway) may go node by node.
@@ -128,13 +129,13 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       sink,
       store,
       connect: (h) => connector.get(h),
-      report: rotates ? async (hs) => ({ jwt_versions: await jwtVersionReport(hs, (h) => connector.get(h), store, inventory) }) : undefined,
+      report: reportsJwt ? async (hs) => ({ jwt_versions: await jwtVersionReport(hs, (h) => connector.get(h), store, inventory) }) : undefined,
     });
     await done();
     if (!flags.json && summary.notes?.['jwt_versions']) {
       for (const [h, v] of Object.entries(summary.notes['jwt_versions'] as JwtVersionReport)) {
         const holds = v.unreachable ? 'unreachable: unknown' : v.version !== null ? `v${v.version}` : v.fingerprint ? 'a value the backend no longer has' : 'no jwt.hex';
-        out(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}`);
+        out(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}${v.pending ? `; ${v.pending.replace(/^jwt\.hex holds [^;]*? but /, '')}` : ''}`);
       }
     }
     if (interrupt.signal.aborted) return 130;

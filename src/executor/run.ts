@@ -160,10 +160,14 @@ async function runHostPlay(
   } catch {
     prefetched = undefined; // each step gathers its own facts (and reports its own error)
   }
+  // A node's JWT change is one unit (new file, restart, probe): once a step may have changed what el/cl will read,
+  // Ctrl-C does not stop this host before the step that restarts them on it has converged (no node is left with
+  // jwt.hex on one value and el/cl on another because of an interrupt).
+  let jwtUnitOpen = false;
   for (const [i, step] of play.steps.entries()) {
     const task = step.task;
     if (!applicable(step)) continue;
-    if (o.signal?.aborted) {
+    if (o.signal?.aborted && !jwtUnitOpen) {
       state.status = state.status === 'failed' ? 'failed' : 'skipped';
       const e = new KryptonError('E_HALTED', `interrupted before ${task.id}`, { hint: 'run the same command again: completed steps are not repeated' });
       o.sink({ type: 'host-done', host: host.name, status: 'skipped', error: e });
@@ -181,6 +185,10 @@ async function runHostPlay(
         release?.();
       }
       const { plan } = result;
+      if (host.kind === 'node' && o.mode === 'apply') {
+        if (task.jwtUnit === 'opens' && plan.kind === 'change') jwtUnitOpen = true;
+        else if (task.jwtUnit === 'closes') jwtUnitOpen = false;
+      }
       // Once this host has changed, facts gathered before are stale: later steps gather their own.
       if (plan.kind === 'change' && o.mode === 'apply' && plan.actions.some(touchesHost)) prefetched = undefined;
       if (plan.kind === 'noChange') {

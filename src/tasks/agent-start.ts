@@ -48,4 +48,5 @@ export const agentStart = defineTask({
     return noChange(`${describeStored(ss, stored)}; modes ${[...new Set(ss.map((s) => s.mode))].join(', ')}`);
   },
   settle: (p) => ({ intervalMs: 250, timeoutMs: p.timeout_seconds * 1000 }),
+  jwtUnit: 'opens',
 });

@@ -287,4 +287,5 @@ export const nodeRestartLockstep = defineTask({
   },
   settle: (p) => ({ intervalMs: 500, timeoutMs: p.timeout_seconds * 1000 }),
   disruptive: true,
+  jwtUnit: 'closes',
 });
