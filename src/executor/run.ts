@@ -82,7 +82,10 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
           const st = states.get(h.name)!;
           if (st.status !== 'failed') {
             st.status = 'skipped'; // whatever earlier plays did, this host did not reach the playbook's end state
-            o.sink({ type: 'host-done', host: h.name, status: 'skipped', error: new KryptonError('E_HALTED', `not run: an earlier wave of "${play.name}" failed`, { hint: 'fix the failed host, then run again (or --resume)' }) });
+            st.error = o.signal?.aborted
+              ? new KryptonError('E_HALTED', `not run: interrupted before "${play.name}" reached ${h.name}`, { host: h.name, hint: 'run the same command again (a rotation: with --resume): completed steps are not repeated' })
+              : new KryptonError('E_HALTED', `not run: an earlier wave of "${play.name}" failed before ${h.name}'s`, { host: h.name, hint: 'fix the failed host, then run again (or --resume)' });
+            o.sink({ type: 'host-done', host: h.name, status: 'skipped', error: st.error });
           }
         }
         continue;
@@ -169,7 +172,8 @@ async function runHostPlay(
     if (!applicable(step)) continue;
     if (o.signal?.aborted && !jwtUnitOpen) {
       state.status = state.status === 'failed' ? 'failed' : 'skipped';
-      const e = new KryptonError('E_HALTED', `interrupted before ${task.id}`, { hint: 'run the same command again: completed steps are not repeated' });
+      const e = new KryptonError('E_HALTED', `${host.name}: interrupted before ${task.id}`, { host: host.name, task: task.id, hint: 'run the same command again: completed steps are not repeated' });
+      state.error ??= e;
       o.sink({ type: 'host-done', host: host.name, status: 'skipped', error: e });
       return;
     }

@@ -14,10 +14,16 @@ import { cli, sha256, vaultJwt, type CliResult } from '../integration/helpers.ts
 import { recordFigure } from '../figures/record.ts';
 import { cl401s, cliWatched, dropSshSessions, nodeNow, serviceEvents, setMaxSessions, splitMoments, stepDone } from './transport-helpers.ts';
 
-const NODES = ['val-1', 'val-2', 'val-3'];
+const NODES = ['val-1', 'val-2'];
 const ROTATE = 'playbooks/rotate-jwt.yml';
-/** rotate-jwt.yml's steps that run with the Vault backend, in order. */
-const VAULT_STEPS = ['jwt.rotate', 'mount.tmpfs', 'agent.render-config', 'vault.deliver-secret-id', 'agent.start', 'node.set-jwt-path', 'node.restart-lockstep', 'engine.verify-auth'];
+/**
+ * The boundaries of rotate-jwt.yml's steps (Vault backend) after which the canary is in a state of its own: the
+ * store moved but the host did not; a fresh secret_id delivered, the old agent running; the agent rendered the
+ * new jwt.hex while el/cl run on the old one; el/cl restarted, not yet verified. (mount.tmpfs,
+ * agent.render-config and node.set-jwt-path change nothing on a provisioned node: the boundary after each is the
+ * one before it.)
+ */
+const BOUNDARIES = ['jwt.rotate', 'vault.deliver-secret-id', 'agent.start', 'node.restart-lockstep'];
 
 let info: SandboxInfo;
 
@@ -66,9 +72,12 @@ async function converges(): Promise<string[]> {
 async function faultCase(id: string, fault: () => Promise<{ run: CliResult; blackouts?: Record<string, number[]>; expect?: (r: CliResult) => string[] }>): Promise<void> {
   const since = Date.now();
   const { run, blackouts, expect: own } = await fault();
+  const t1 = Date.now();
   const a = [...clearErrors(run), ...(own?.(run) ?? [])];
   const b = await splits(since, blackouts);
+  const t2 = Date.now();
   const c = await converges();
+  if (process.env['KRYPTON_FAULTS_TIMING']) console.log(`${id}: fault run ${t1 - since} ms, checks ${t2 - t1} ms, re-runs ${Date.now() - t2} ms`);
   // The re-runs must not have split a pair either.
   b.push(...(await splits(since, blackouts)).filter((x) => !b.includes(x)));
   const survived = a.length === 0 && b.length === 0 && c.length === 0;
@@ -99,7 +108,7 @@ describe('fault matrix: transport and run faults during a rotation (real sshd, O
     }
   });
 
-  for (const task of VAULT_STEPS) {
+  for (const task of BOUNDARIES) {
     it(`SSH connections to the canary dropped right after ${task}`, async () => {
       let dropped = 0;
       await faultCase(`ssh-drop-after-${task}`, async () => ({
@@ -121,7 +130,7 @@ describe('fault matrix: transport and run faults during a rotation (real sshd, O
         expect: (r) => {
           const out: string[] = [];
           if (r.code !== 130) out.push(`exit ${r.code}, not 130`);
-          for (const h of ['val-2', 'val-3']) if (r.events.some((e) => e['type'] === 'step' && e['host'] === h)) out.push(`${h} took a step after the interrupt`);
+          for (const h of NODES.slice(1)) if (r.events.some((e) => e['type'] === 'step' && e['host'] === h)) out.push(`${h} took a step after the interrupt`);
           if (!r.events.some((e) => stepDone(e, 'val-1', 'node.restart-lockstep') && e['status'] === 'changed')) out.push('the canary did not complete its restart');
           return out;
         },
