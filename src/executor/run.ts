@@ -406,8 +406,8 @@ const LOCK_READY = 'krypton-secrets-lock-held';
 
 /**
  * Takes the host's run lock: `flock -n` on LOCK_FILE, held by a host-side process whose stdin is a channel of
- * this run's connection — released at the end of the run, or by the host itself when the connection dies (no
- * stale locks). A second concurrent apply (another operator, another terminal) fails that host with
+ * a connection of its own (Transport.hold: with sshd's MaxSessions 1 a lock on the task connection would starve
+ * every exec) — released at the end of the run, or by the host itself when that connection dies (no stale locks). A second concurrent apply (another operator, another terminal) fails that host with
  * E_PLAN_CONFLICT instead of interleaving restarts or JWT_PATH edits. Hosts without flock run unlocked, with a
  * warning. Transports without `hold` (tests' fakes) are not locked.
  */

@@ -9,7 +9,9 @@
  * - ProxyJump: each hop is its own ssh2 client over the previous hop's `direct-tcpip` channel
  *   (`forwardOut`), each hop's host key verified the same way.
  * - At most 8 channels at once per connection (exec, the SFTP session, forwards share one limiter; the rest
- *   queue), since OpenSSH's MaxSessions defaults to 10.
+ *   queue), since OpenSSH's MaxSessions defaults to 10. A channel open sshd refuses (a lower MaxSessions) is
+ *   back-pressure: retried with a bounded backoff on a lowered limit, down to 1 (./channels.ts); an idle SFTP
+ *   session gives its channel back when another caller waits. `hold` (the run lock) opens a connection of its own.
  * - Every ssh2/SFTP error becomes a KryptonError here (E_SSH_HOSTKEY, E_SSH_AUTH, E_SSH_CONNECT,
  *   E_SSH_EXEC, E_SFTP); messages name the host and never carry secret content.
  */
