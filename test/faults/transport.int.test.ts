@@ -7,6 +7,8 @@
  *  (c) that a re-run converges: `apply rotate-jwt.yml --resume` exits 0 with every node on the store's current
  *      value, and a third apply changes nothing,
  * and records `survived` = (a) and (b) and (c) in the `faults` figure (test/figures/record.ts).
+ * One sandbox of two nodes for the whole file (each case rotates, then re-runs twice). `KRYPTON_FAULTS_TIMING=1`
+ * prints each case's durations (fault run, checks, re-runs) to tune the file's share of CI time.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostExec, sandboxDown, sandboxUp, simulateReboot, type SandboxInfo } from '../sandbox/index.ts';
