@@ -2,13 +2,23 @@ import { shortFingerprint } from '../core/secret.ts';
 import { toKryptonError } from '../core/errors.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
 import { JWT_FILE, refFor } from '../model/layout.ts';
+import { LOADED_FILE, parseLoaded } from '../facts/secrets.ts';
 import type { SecretStore } from '../model/store.ts';
 import { shellQuote, type Transport } from '../core/transport.ts';
 import { isAbsolute, relative, resolve } from 'node:path';
 
+/** A JWT as the report names it: the backend version (null: a value it no longer has) and the short fingerprint. */
+export interface JwtSeen {
+  version: number | null;
+  fingerprint: string;
+}
+
 /**
- * Per node: the JWT version it holds (matched by SHA-256 fingerprint against the backend's live versions), and the
- * backend's current version of that node's JWT (`current`: number and short fingerprint; null when the store has none).
+ * Per node: the JWT version jwt.hex holds (matched by SHA-256 fingerprint against the backend's live versions), the
+ * backend's current version of that node's JWT (`current`: number and short fingerprint; null when the store has
+ * none) and, where the tool recorded it (`/run/krypton-secrets/loaded`, written after each restart), what el and cl
+ * loaded at their last restart. `pending`: jwt.hex and what el/cl loaded differ — the state a fault mid-change
+ * leaves, which the next apply repairs first (node.restart-lockstep restarts both on the file).
  */
 export type JwtVersionReport = Record<
   string,
@@ -19,6 +29,9 @@ export type JwtVersionReport = Record<
     current: { version: number; fingerprint: string } | null;
     /** The backend could not list the versions (then `version` and `current` are unknown: null). */
     storeError?: string;
+    el?: JwtSeen;
+    cl?: JwtSeen;
+    pending?: string;
   }
 >;
 
@@ -43,16 +56,31 @@ export async function jwtVersionReport(hosts: Host[], connect: (h: Host) => Prom
         const cur = versions[0];
         const current = cur ? { version: cur.version, fingerprint: shortFingerprint(cur.fingerprint) } : null;
         let fp: string | null = null;
+        let loaded: ReturnType<typeof parseLoaded> = {};
         try {
           const t = await connect(h);
-          const r = await t.exec(['sha256sum', '--', JWT_FILE]);
-          fp = r.code === 0 ? (r.stdout.trim().split(/\s+/)[0] ?? null) : null;
+          const r = await t.exec(['sh', '-c', 'sha256sum -- "$1" 2>/dev/null; echo @loaded; cat -- "$2" 2>/dev/null; true', 'sh', JWT_FILE, LOADED_FILE]);
+          const [head = '', rest = ''] = r.stdout.split('@loaded\n');
+          fp = /^[0-9a-f]{64}\b/.test(head) ? head.slice(0, 64) : null;
+          loaded = parseLoaded(rest);
         } catch {
           out[h.name] = { version: null, fingerprint: null, unreachable: true, current, ...(storeError ? { storeError } : {}) };
           return;
         }
+        const seen = (sha: string | undefined): JwtSeen | undefined =>
+          sha === undefined ? undefined : { version: versions.find((x) => x.fingerprint === sha)?.version ?? null, fingerprint: shortFingerprint(sha) };
         const v = fp ? versions.find((x) => x.fingerprint === fp) : undefined;
-        out[h.name] = { version: v?.version ?? null, fingerprint: fp ? shortFingerprint(fp) : null, current, ...(storeError ? { storeError } : {}) };
+        const el = loaded['el']?.['engine-jwt'];
+        const cl = loaded['cl']?.['engine-jwt'];
+        const entry: JwtVersionReport[string] = { version: v?.version ?? null, fingerprint: fp ? shortFingerprint(fp) : null, current, ...(storeError ? { storeError } : {}) };
+        if (el !== undefined) entry.el = seen(el)!;
+        if (cl !== undefined) entry.cl = seen(cl)!;
+        const name = (x: JwtSeen | { version: number | null; fingerprint: string | null }) => `${x.version !== null ? `v${x.version}` : 'a value the backend no longer has'} (${x.fingerprint ?? 'none'})`;
+        if (fp && ((el !== undefined && el !== fp) || (cl !== undefined && cl !== fp))) {
+          const both = el === cl ? `el and cl loaded ${name(entry.el ?? entry.cl!)}` : `el loaded ${entry.el ? name(entry.el) : 'an unrecorded value'}, cl ${entry.cl ? name(entry.cl) : 'an unrecorded value'}`;
+          entry.pending = `jwt.hex holds ${name(entry)} but ${both}: the next apply restarts el and cl on jwt.hex first`;
+        }
+        out[h.name] = entry;
       }),
   );
   return out;
@@ -67,7 +95,7 @@ export function jwtReportLines(report: JwtVersionReport, completeWith?: string):
   for (const [h, v] of Object.entries(report)) {
     const holds = v.unreachable ? 'unreachable: unknown' : v.version !== null ? `v${v.version}` : v.storeError ? 'a value whose version the backend could not say' : v.fingerprint ? 'a value the backend no longer has' : 'no jwt.hex';
     const cur = v.storeError ? ` (the backend's versions: ${v.storeError})` : v.current ? (v.version === v.current.version ? ' = the current version' : `; the backend's current is v${v.current.version} (${v.current.fingerprint})`) : '';
-    lines.push(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}${cur}`);
+    lines.push(`  ${h}: holds ${holds}${v.fingerprint ? ` (${v.fingerprint})` : ''}${cur}${v.pending ? `; ${v.pending.replace(/^jwt\.hex holds [^;]*? but /, '')}` : ''}`);
   }
   if (completeWith) {
     const behind = Object.entries(report).filter(([, v]) => !v.current || v.version !== v.current.version).map(([h]) => h);

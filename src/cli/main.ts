@@ -166,6 +166,8 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       hint: 'run it with playbooks/provision.yml or playbooks/rotate-jwt.yml',
     });
   }
+  // Which JWT each node holds (and el/cl loaded) after any run that may move it: a rotation, or one that restarts el/cl.
+  const reportsJwt = playbook.plays.some((p) => p.steps.some((s) => s.task.id === 'jwt.rotate' || s.task.jwtUnit === 'closes'));
   // A rotation (or a rollback, which writes a version before it runs) that reaches only some nodes of a shared
   // JWT would leave the others on a value the backend no longer has as current. Conditional rotations
   // (`when: plaintext-matches`: the value is compromised anyway) may go node by node.
@@ -221,8 +223,8 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       store,
       connect,
       // A rotation or rollback says which node holds which version; one that did not finish, the command that completes it.
-      report: rotates
-        ? async (hs, s) => ({ jwt_versions: await jwtVersionReport(hs, connect, store, inventory), ...(mode === 'apply' && !s.ok ? { complete_with: completeWith } : {}) })
+      report: reportsJwt
+        ? async (hs, s) => ({ jwt_versions: await jwtVersionReport(hs, connect, store, inventory), ...(mode === 'apply' && !s.ok && rotates ? { complete_with: completeWith } : {}) })
         : undefined,
     });
     const halted = summary.notes?.['complete_with'] !== undefined;

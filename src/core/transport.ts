@@ -53,8 +53,10 @@ export interface Transport {
   forward(host: string, port: number): Promise<Duplex>;
   /**
    * Runs `argv` and keeps its channel (and stdin) open until `release()`: for a lock held by a host-side
-   * process for as long as this run needs it (and dropped by the host when the connection dies). Resolves
-   * once the command prints `readyLine` (held) or exits first (not held: exit code and stderr tail).
+   * process for as long as this run needs it (and dropped by the host when the connection dies). The SSH
+   * transport runs it on a connection of its own, so it never takes one of the task connection's channels
+   * (sshd's MaxSessions counts per connection). Resolves once the command prints `readyLine` (held) or exits
+   * first (not held: exit code and stderr tail). Throws KryptonError E_SSH_CONNECT / E_SSH_EXEC.
    */
   hold?(argv: string[], readyLine: string, timeoutMs?: number): Promise<{ held: true; release: () => void } | { held: false; code: number; stderr: string }>;
   /** Close the connection (idempotent). */

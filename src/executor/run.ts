@@ -98,7 +98,10 @@ export async function runPlaybook(o: RunOptions): Promise<RunSummary> {
           const st = states.get(h.name)!;
           if (st.status !== 'failed') {
             st.status = 'skipped'; // whatever earlier plays did, this host did not reach the playbook's end state
-            o.sink({ type: 'host-done', host: h.name, status: 'skipped', error: new KryptonError('E_HALTED', `not run: an earlier wave of "${play.name}" failed`, { hint: 'fix the failed host, then run again (or --resume)' }) });
+            st.error = o.signal?.aborted
+              ? new KryptonError('E_HALTED', `not run: interrupted before "${play.name}" reached ${h.name}`, { host: h.name, hint: 'run the same command again (a rotation: with --resume): completed steps are not repeated' })
+              : new KryptonError('E_HALTED', `not run: an earlier wave of "${play.name}" failed before ${h.name}'s`, { host: h.name, hint: 'fix the failed host, then run again (or --resume)' });
+            o.sink({ type: 'host-done', host: h.name, status: 'skipped', error: st.error });
           }
         }
         continue;
@@ -187,12 +190,17 @@ async function runHostPlay(
   } catch {
     prefetched = undefined; // each step gathers its own facts (and reports its own error)
   }
+  // A node's JWT change is one unit (new file, restart, probe): once a step may have changed what el/cl will read,
+  // Ctrl-C does not stop this host before the step that restarts them on it has converged (no node is left with
+  // jwt.hex on one value and el/cl on another because of an interrupt).
+  let jwtUnitOpen = false;
   for (const [i, step] of play.steps.entries()) {
     const task = step.task;
     if (!applicable(step)) continue;
-    if (o.signal?.aborted) {
+    if (o.signal?.aborted && !jwtUnitOpen) {
       state.status = state.status === 'failed' ? 'failed' : 'skipped';
-      const e = new KryptonError('E_HALTED', `interrupted before ${task.id}`, { hint: 'run the same command again: completed steps are not repeated' });
+      const e = new KryptonError('E_HALTED', `${host.name}: interrupted before ${task.id}`, { host: host.name, task: task.id, hint: 'run the same command again: completed steps are not repeated' });
+      state.error ??= e;
       o.sink({ type: 'host-done', host: host.name, status: 'skipped', error: e });
       return;
     }
@@ -208,6 +216,10 @@ async function runHostPlay(
         release?.();
       }
       const { plan } = result;
+      if (host.kind === 'node' && o.mode === 'apply') {
+        if (task.jwtUnit === 'opens' && plan.kind === 'change') jwtUnitOpen = true;
+        else if (task.jwtUnit === 'closes') jwtUnitOpen = false;
+      }
       // Once this host has changed, facts gathered before are stale: later steps gather their own.
       if (plan.kind === 'change' && o.mode === 'apply' && plan.actions.some(touchesHost)) prefetched = undefined;
       if (plan.kind === 'noChange') {
@@ -518,8 +530,8 @@ const LOCK_READY = 'krypton-secrets-lock-held';
 
 /**
  * Takes the host's run lock: `flock -n` on LOCK_FILE, held by a host-side process whose stdin is a channel of
- * this run's connection — released at the end of the run, or by the host itself when the connection dies (no
- * stale locks). A second concurrent apply (another operator, another terminal) fails that host with
+ * a connection of its own (Transport.hold: with sshd's MaxSessions 1 a lock on the task connection would starve
+ * every exec) — released at the end of the run, or by the host itself when that connection dies (no stale locks). A second concurrent apply (another operator, another terminal) fails that host with
  * E_PLAN_CONFLICT instead of interleaving restarts or JWT_PATH edits. Hosts without flock run unlocked, with a
  * warning. Transports without `hold` (tests' fakes) are not locked.
  */

@@ -119,6 +119,13 @@ export interface TaskDef<P = unknown, F extends Record<string, FactSpec<unknown>
   once?: boolean;
   /** When this task changes a host, later steps see `restartPending` (el/cl must restart to read the JWT). */
   triggersRestart?: boolean;
+  /**
+   * A node's JWT change is one unit (new file, restart, probe): `opens` — applying this task may change what el
+   * and cl will read (jwt.hex's content, JWT_PATH); `closes` — once it has converged, el and cl run on that file
+   * and the Engine API accepted it. Between the two the executor does not stop the host for Ctrl-C (the steps up
+   * to the closing one run). See docs/architecture.md, "A node's JWT change is a unit".
+   */
+  jwtUnit?: 'opens' | 'closes';
 }
 
 /** Identity helper that keeps `TaskDef` generics inferred at the definition site. */

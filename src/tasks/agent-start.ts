@@ -53,4 +53,5 @@ export const agentStart = defineTask({
     const n = hostSecrets(inv, host).length;
     return { intervalMs: 250, timeoutMs: (20 + 10 * n) * 1000, basis: `20 s + 10 s per rendered file (${n})` };
   },
+  jwtUnit: 'opens',
 });

@@ -8,6 +8,15 @@ import { JWT_FILE, hostSecrets, type HostSecret } from '../model/layout.ts';
 import { SECRETS_DIR, type NodeHost } from '../model/inventory.ts';
 import { asNode, fileName, noParams } from './common.ts';
 
+/** The shell lines that run the restart (`"$@"`), detached from the SSH channel; see the plan. Exit status kept. */
+export const RESTART_PRELUDE = [
+  `trap '' HUP PIPE`,
+  `o=$(mktemp ${SECRETS_DIR}/.restart.XXXXXX 2>/dev/null || mktemp) || exit 1`,
+  `setsid -w "$@" </dev/null >"$o" 2>&1; r=$?`,
+  `cat -- "$o" >&2; rm -f -- "$o"`,
+  `[ "$r" -eq 0 ] || exit "$r"`,
+].join('\n');
+
 /** The node's services in start order. */
 const NODE_SERVICES = COMPOSE_SERVICES;
 
@@ -284,9 +293,12 @@ export const nodeRestartLockstep = defineTask({
       if (refused) return refused;
     }
     const why = [...base.why, ...demands.why.filter((w) => !base.why.includes(w))];
-    // setsid -w: the restart runs in its own session, so a dropped SSH connection (SIGHUP) cannot cut it off
-    // between stopping el and starting cl; -w keeps its exit status. The record follows a successful restart only.
-    const script = `setsid -w "$@" || exit $?\n${recordLoadedScript(restarted, ss)}`;
+    // A dropped SSH connection must not cut the restart off between stopping el and starting cl, nor skip the
+    // record after it: setsid -w runs it in its own session (no SIGHUP; -w keeps its exit status), its output goes
+    // to a file on the tmpfs rather than to the channel (a write to a dead channel is EPIPE/SIGPIPE, which kills
+    // nodectl or compose halfway), and this shell ignores HUP and PIPE itself. The record follows a successful
+    // restart only.
+    const script = `${RESTART_PRELUDE}\n${recordLoadedScript(restarted, ss)}`;
     return change(
       act.exec(['sh', '-c', script, 'sh', ...argv], `${recreate ? 'recreate' : 'restart'} ${services.join(' and ')} together (\`${argv.join(' ')}\`): ${why.join('; ')}${singleFile}`, {
         cwd: node.deployDir,
@@ -300,4 +312,5 @@ export const nodeRestartLockstep = defineTask({
     return { intervalMs: 500, timeoutMs: 30_000 * services.length, basis: `30 s per service it may restart (${services.join(', ')})` };
   },
   disruptive: true,
+  jwtUnit: 'closes',
 });

@@ -33,4 +33,5 @@ export const nodeSetJwtPath = defineTask({
   },
   settle: { intervalMs: 200, timeoutMs: 5000 },
   triggersRestart: true,
+  jwtUnit: 'opens',
 });

@@ -94,4 +94,5 @@ export const secretFetchOnHost = defineTask({
     return actions.length ? change(...actions) : noChange(`${describeStored(ss, stored)}, on tmpfs`);
   },
   settle: { intervalMs: 250, timeoutMs: 15_000 },
+  jwtUnit: 'opens',
 });

@@ -9,7 +9,9 @@
  * - ProxyJump: each hop is its own ssh2 client over the previous hop's `direct-tcpip` channel
  *   (`forwardOut`), each hop's host key verified the same way.
  * - At most 8 channels at once per connection (exec, the SFTP session, forwards share one limiter; the rest
- *   queue), since OpenSSH's MaxSessions defaults to 10.
+ *   queue), since OpenSSH's MaxSessions defaults to 10. A channel open sshd refuses (a lower MaxSessions) is
+ *   back-pressure: retried with a bounded backoff on a lowered limit, down to 1 (./channels.ts); an idle SFTP
+ *   session gives its channel back when another caller waits. `hold` (the run lock) opens a connection of its own.
  * - Every ssh2/SFTP error becomes a KryptonError here (E_SSH_HOSTKEY, E_SSH_AUTH, E_SSH_CONNECT,
  *   E_SSH_EXEC, E_SFTP); messages name the host and never carry secret content.
  */
@@ -37,6 +39,9 @@ import {
 } from './known-hosts.ts';
 import { currentUser, expandTilde, loadSshConfig, lookupSshConfig, parseProxyJump, type JumpSpec, type LoadedSshConfig } from './ssh-config.ts';
 import { commandLine, type ExecOptions, type ExecResult, type PutOptions, type Transport } from '../core/transport.ts';
+import { CHANNEL_RETRY, ChannelLimiter, channelRetryDelayMs, isChannelBackPressure, loweredChannelLimit, type ChannelRetryPolicy } from './channels.ts';
+
+export { ChannelLimiter } from './channels.ts';
 
 const { Client, utils: sshUtils } = ssh2;
 
@@ -106,6 +111,10 @@ export interface ConnectOptions {
    * tests that prove no secret ever reaches a remote argv.
    */
   onCommand?: (host: string, commandLine: string) => void;
+  /** Retries of a channel open sshd refused (default {@link CHANNEL_RETRY}). */
+  channelRetry?: ChannelRetryPolicy;
+  /** Called each time sshd refused a channel open and it will be tried again (for `--debug`). */
+  onBackPressure?: (host: string, info: { limit: number; delayMs: number; failures: number }) => void;
   /** Called after `acceptNew` recorded a new host key. */
   onHostKeyAccepted?: (info: { host: string; file: string; fingerprint: string; keyType: string }) => void;
   /** Environment for `SSH_AUTH_SOCK` (default process.env). */
@@ -299,64 +308,6 @@ async function isReadableFile(f: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Channel limiter
-
-/**
- * A counting semaphore: at most `max` holders; the rest wait in FIFO order. `fail(err)` rejects every
- * waiter and every later `acquire` (used when the connection is gone).
- */
-export class ChannelLimiter {
-  readonly max: number;
-  #active = 0;
-  #queue: Array<{ resolve: (release: () => void) => void; reject: (e: Error) => void }> = [];
-  #failed: Error | undefined;
-
-  constructor(max: number) {
-    if (!Number.isInteger(max) || max < 1) throw new RangeError(`channel limit must be a positive integer, got ${max}`);
-    this.max = max;
-  }
-
-  /** Channels held now. */
-  get active(): number {
-    return this.#active;
-  }
-
-  /** Callers waiting for a channel. */
-  get waiting(): number {
-    return this.#queue.length;
-  }
-
-  /** Resolves with a release function (idempotent) once a slot is free. */
-  acquire(): Promise<() => void> {
-    if (this.#failed) return Promise.reject(this.#failed);
-    if (this.#active < this.max) {
-      this.#active++;
-      return Promise.resolve(this.#releaser());
-    }
-    return new Promise((resolve, reject) => this.#queue.push({ resolve, reject }));
-  }
-
-  /** Reject all waiters and all future acquisitions with `err`. */
-  fail(err: Error): void {
-    this.#failed = err;
-    const q = this.#queue;
-    this.#queue = [];
-    for (const w of q) w.reject(err);
-  }
-
-  #releaser(): () => void {
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      const next = this.#queue.shift();
-      if (next) next.resolve(this.#releaser());
-      else this.#active--;
-    };
   }
 }
 
@@ -709,6 +660,11 @@ class Ssh2Transport implements SshTransport {
   #sftp: Promise<{ sftp: SFTPWrapper; release: () => void }> | undefined;
   readonly #pending = new Set<(err: KryptonError) => void>();
   readonly #ids = new Map<string, Promise<number>>();
+  readonly #retry: ChannelRetryPolicy;
+  /** Connections opened for {@link hold}, closed with this one. */
+  readonly #sides = new Set<Ssh2Transport>();
+  /** SFTP requests in flight: the session is idle (and may be closed to free its channel) when 0. */
+  #sftpBusy = 0;
 
   constructor(target: SshTarget, chain: SshClient[], opts: ConnectOptions) {
     this.name = target.name;
@@ -717,6 +673,9 @@ class Ssh2Transport implements SshTransport {
     this.#jumps = chain.slice(0, -1);
     this.#opts = opts;
     this.#limiter = new ChannelLimiter(opts.maxChannels ?? MAX_CHANNELS_PER_CONNECTION);
+    this.#retry = opts.channelRetry ?? CHANNEL_RETRY;
+    // A caller waits for a channel: an idle SFTP session gives its slot back (it reopens on the next put).
+    this.#limiter.onWait = () => this.#closeIdleSftp();
     this.#client.on('error', () => {
       // Errors after ready (keepalive timeout, socket reset) end in 'close', handled below.
     });
@@ -759,6 +718,69 @@ class Ssh2Transport implements SshTransport {
     }
   }
 
+  /**
+   * Takes a channel slot and opens a channel with `open`. A refused open (sshd back-pressure: MaxSessions,
+   * resource shortage — see ./channels.ts) is not an error yet: the slot goes back, this connection's limit drops
+   * to the channels that were open when sshd refused, and after a backoff the open is tried again, up to
+   * {@link CHANNEL_RETRY}'s attempts; then it throws KryptonError `code` naming MaxSessions. Any other open error
+   * is returned as `{ err }` for the caller to word; a connection lost meanwhile throws `code`.
+   */
+  async #openChannel<T>(
+    code: ErrorCode,
+    what: string,
+    kind: 'session' | 'forward',
+    open: (cb: (err: Error | undefined, ch?: T) => void) => void,
+    dispose: (ch: T) => void = (ch) => (ch as unknown as ClientChannel).close(),
+  ): Promise<{ ch: T; release: () => void } | { err: Error }> {
+    for (let failures = 0; ; ) {
+      const release = await this.#acquire(code);
+      const r = await new Promise<{ ch: T } | { err: Error } | { lost: KryptonError }>((resolve) => {
+        let done = false;
+        const onLost = (e: KryptonError) => {
+          if (done) return;
+          done = true;
+          resolve({ lost: e });
+        };
+        this.#pending.add(onLost);
+        const settle = (err: Error | undefined, ch?: T) => {
+          this.#pending.delete(onLost);
+          if (done) {
+            if (ch !== undefined) dispose(ch);
+            return;
+          }
+          done = true;
+          resolve(err ? { err } : { ch: ch! });
+        };
+        try {
+          open((err, ch) => settle(err ?? undefined, ch));
+        } catch (err) {
+          settle(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+      if ('ch' in r) return { ch: r.ch, release };
+      const others = this.#limiter.active - 1;
+      release();
+      if ('lost' in r) throw new KryptonError(code, `${what} on ${this.name} did not start: ${r.lost.message}`, { host: this.name, hint: r.lost.hint });
+      if (!isChannelBackPressure(r.err, kind)) return { err: r.err };
+      failures++;
+      const limit = this.#limiter.lower(loweredChannelLimit(this.#limiter.max, others));
+      const delay = channelRetryDelayMs(failures, this.#retry);
+      if (delay === undefined) {
+        throw new KryptonError(
+          code,
+          `${what} on ${this.name}: sshd refused to open a channel ${failures} times (${errText(r.err)}), even with no more than ${limit} channel${limit === 1 ? '' : 's'} of this connection open`,
+          {
+            host: this.name,
+            hint: `sshd on ${this.target.address}:${this.target.port} allows fewer sessions per connection than that: check MaxSessions in its sshd_config (OpenSSH's default is 10; krypton-secrets needs at least 1, and uses up to ${MAX_CHANNELS_PER_CONNECTION}) and that the host is not out of resources`,
+            cause: r.err,
+          },
+        );
+      }
+      this.#opts.onBackPressure?.(this.name, { limit, delayMs: delay, failures });
+      await new Promise((res) => setTimeout(res, delay));
+    }
+  }
+
   async exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     if (!Array.isArray(argv) || argv.length === 0)
       throw new KryptonError('E_SSH_EXEC', `exec on ${this.name}: empty command`, { host: this.name });
@@ -766,17 +788,27 @@ class Ssh2Transport implements SshTransport {
     const prog = argv[0]!;
     const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
     this.#opts.onCommand?.(this.name, line);
-    const release = await this.#acquire('E_SSH_EXEC');
     const stdin = opts.stdin === undefined ? undefined : isSecret(opts.stdin) ? opts.stdin.reveal() : Buffer.from(opts.stdin as string | Buffer);
     const wipe = isSecret(opts.stdin);
+    let opened: { ch: ClientChannel; release: () => void } | { err: Error };
+    try {
+      opened = await this.#openChannel<ClientChannel>('E_SSH_EXEC', prog, 'session', (cb) => this.#client.exec(line, cb));
+    } catch (err) {
+      if (wipe && stdin) stdin.fill(0);
+      throw err;
+    }
+    if ('err' in opened) {
+      if (wipe && stdin) stdin.fill(0);
+      throw new KryptonError('E_SSH_EXEC', `${prog} on ${this.name}: cannot open a channel: ${errText(opened.err)}`, { host: this.name, cause: opened.err });
+    }
+    const { ch, release } = opened;
 
     return new Promise<ExecResult>((resolve, reject) => {
       let settled = false;
-      let timer: NodeJS.Timeout | undefined;
       const finish = (fn: () => void) => {
         if (settled) return;
         settled = true;
-        if (timer) clearTimeout(timer);
+        clearTimeout(timer);
         this.#pending.delete(onLost);
         fn();
       };
@@ -795,110 +827,120 @@ class Ssh2Transport implements SshTransport {
           cleanup();
           reject(new KryptonError('E_SSH_EXEC', `${prog} on ${this.name}: ${why}`, { host: this.name, ...(hint ? { hint } : {}), ...(cause !== undefined ? { cause } : {}) }));
         });
-      try {
-        this.#client.exec(line, (err, ch) => {
-          if (err) return fail(`cannot open a channel: ${errText(err)}`, err);
-          if (settled) {
-            ch.close();
-            return;
-          }
-          const out: Buffer[] = [];
-          const errOut: Buffer[] = [];
-          let exit: number | undefined;
-          timer = setTimeout(() => {
-            try {
-              ch.signal('KILL');
-            } catch {
-              /* not all servers take signals */
-            }
-            ch.close();
-            fail(`timed out after ${fmtSeconds(timeoutMs)}`, undefined, opts.timeoutHint ?? DEFAULT_TIMEOUT_HINT);
-          }, timeoutMs);
-          ch.on('data', (c: Buffer) => out.push(c));
-          ch.stderr.on('data', (c: Buffer) => errOut.push(c));
-          ch.on('exit', (code: number | null, signal?: string) => {
-            exit = typeof code === 'number' ? code : signalExitCode(signal);
-          });
-          ch.on('error', (e: Error) => fail(`channel error: ${errText(e)}`, e));
-          ch.on('close', () => {
-            if (settled) {
-              cleanup();
-              return;
-            }
-            if (exit === undefined) return fail('the channel closed before the command reported an exit status (connection lost?)');
-            const code = exit;
-            finish(() => {
-              cleanup();
-              resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
-            });
-          });
-          if (stdin !== undefined) ch.end(stdin);
-          else ch.end();
+      const out: Buffer[] = [];
+      const errOut: Buffer[] = [];
+      let exit: number | undefined;
+      const timer = setTimeout(() => {
+        try {
+          ch.signal('KILL');
+        } catch {
+          /* not all servers take signals */
+        }
+        ch.close();
+        fail(`timed out after ${fmtSeconds(timeoutMs)}`, undefined, opts.timeoutHint ?? DEFAULT_TIMEOUT_HINT);
+      }, timeoutMs);
+      ch.on('data', (c: Buffer) => out.push(c));
+      ch.stderr.on('data', (c: Buffer) => errOut.push(c));
+      ch.on('exit', (code: number | null, signal?: string) => {
+        exit = typeof code === 'number' ? code : signalExitCode(signal);
+      });
+      ch.on('error', (e: Error) => fail(`channel error: ${errText(e)}`, e));
+      ch.on('close', () => {
+        if (settled) return;
+        if (exit === undefined) return fail('the channel closed before the command reported an exit status (connection lost?)');
+        const code = exit;
+        finish(() => {
+          cleanup();
+          resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
         });
-      } catch (err) {
-        fail(`cannot open a channel: ${errText(err)}`, err);
-      }
+      });
+      if (this.#closed) return onLost(this.#closedError('E_SSH_EXEC'));
+      if (stdin !== undefined) ch.end(stdin);
+      else ch.end();
     });
   }
 
-  /** See {@link Transport.hold}. Holds one channel slot until released or the connection goes. */
+  /**
+   * See {@link Transport.hold}. Runs on a connection of its own, opened for it (host key verified as for this
+   * one) and closed at `release()`: a channel held for a whole run must not take one of the task connection's
+   * channels, or an sshd with `MaxSessions 1` would refuse every exec while it is held. The lock still goes when
+   * that connection drops (the host-side holder reads EOF).
+   */
   async hold(argv: string[], readyLine: string, timeoutMs = 30_000): Promise<{ held: true; release: () => void } | { held: false; code: number; stderr: string }> {
+    if (this.#closed) throw this.#closedError('E_SSH_EXEC');
+    const chain = await openChain(this.target, { ...this.#opts, onHostKeyAccepted: undefined }, 0);
+    const side = new Ssh2Transport(this.target, chain, { ...this.#opts, maxChannels: 1 });
+    this.#sides.add(side);
+    const drop = () => {
+      this.#sides.delete(side);
+      void side.close();
+    };
+    try {
+      const r = await side.#holdHere(argv, readyLine, timeoutMs);
+      if (!r.held) {
+        drop();
+        return r;
+      }
+      let released = false;
+      return {
+        held: true,
+        release: () => {
+          if (released) return;
+          released = true;
+          r.release();
+          drop();
+        },
+      };
+    } catch (err) {
+      drop();
+      throw err;
+    }
+  }
+
+  /** The lock holder itself, on this connection (the side connection {@link hold} opened). */
+  async #holdHere(argv: string[], readyLine: string, timeoutMs: number): Promise<{ held: true; release: () => void } | { held: false; code: number; stderr: string }> {
     const line = commandLine(argv);
     this.#opts.onCommand?.(this.name, line);
-    const release = await this.#acquire('E_SSH_EXEC');
+    const opened = await this.#openChannel<ClientChannel>('E_SSH_EXEC', argv[0]!, 'session', (cb) => this.#client.exec(line, cb));
+    if ('err' in opened) throw new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: cannot open a channel: ${errText(opened.err)}`, { host: this.name });
+    const { ch, release } = opened;
     return new Promise((resolve, reject) => {
       let done = false;
       const timer = setTimeout(() => {
         if (done) return;
         done = true;
-        release();
+        ch.close();
         reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: no answer within ${fmtSeconds(timeoutMs)}`, { host: this.name, hint: DEFAULT_TIMEOUT_HINT }));
       }, timeoutMs);
-      try {
-        this.#client.exec(line, (err, ch) => {
-          if (err) {
-            done = true;
-            clearTimeout(timer);
-            release();
-            reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: cannot open a channel: ${errText(err)}`, { host: this.name }));
-            return;
-          }
-          let out = '';
-          let errOut = '';
-          let exit = -1;
-          ch.on('data', (c: Buffer) => {
-            out += c.toString('utf8');
-            if (!done && out.includes(readyLine)) {
-              done = true;
-              clearTimeout(timer);
-              let released = false;
-              resolve({
-                held: true,
-                release: () => {
-                  if (released) return;
-                  released = true;
-                  ch.end(); // EOF on stdin: the host-side holder exits and the lock goes
-                },
-              });
-            }
+      let out = '';
+      let errOut = '';
+      let exit = -1;
+      ch.on('data', (c: Buffer) => {
+        out += c.toString('utf8');
+        if (!done && out.includes(readyLine)) {
+          done = true;
+          clearTimeout(timer);
+          let released = false;
+          resolve({
+            held: true,
+            release: () => {
+              if (released) return;
+              released = true;
+              ch.end(); // EOF on stdin: the host-side holder exits and the lock goes
+            },
           });
-          ch.stderr.on('data', (c: Buffer) => (errOut += c.toString('utf8')));
-          ch.on('exit', (code: number | null) => (exit = typeof code === 'number' ? code : -1));
-          ch.on('error', () => {});
-          ch.on('close', () => {
-            release();
-            if (done) return;
-            done = true;
-            clearTimeout(timer);
-            resolve({ held: false, code: exit, stderr: errOut.trim().split('\n').slice(-2).join(' | ').slice(0, 300) });
-          });
-        });
-      } catch (err) {
+        }
+      });
+      ch.stderr.on('data', (c: Buffer) => (errOut += c.toString('utf8')));
+      ch.on('exit', (code: number | null) => (exit = typeof code === 'number' ? code : -1));
+      ch.on('error', () => {});
+      ch.on('close', () => {
+        release();
+        if (done) return;
         done = true;
         clearTimeout(timer);
-        release();
-        reject(new KryptonError('E_SSH_EXEC', `${argv[0]} on ${this.name}: cannot open a channel: ${errText(err)}`, { host: this.name }));
-      }
+        resolve({ held: false, code: exit, stderr: errOut.trim().split('\n').slice(-2).join(' | ').slice(0, 300) });
+      });
     });
   }
 
@@ -906,29 +948,21 @@ class Ssh2Transport implements SshTransport {
   #sftpSession(): Promise<SFTPWrapper> {
     if (!this.#sftp) {
       const p = (async () => {
-        const release = await this.#acquire('E_SFTP');
-        try {
-          const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
-            try {
-              this.#client.sftp((err, s) => (err ? reject(err) : resolve(s)));
-            } catch (err) {
-              reject(err);
-            }
-          });
-          sftp.on('error', () => {});
-          sftp.on('close', () => {
-            release();
-            if (this.#sftp === p) this.#sftp = undefined;
-          });
-          return { sftp, release };
-        } catch (err) {
-          release();
-          throw new KryptonError('E_SFTP', `cannot start an SFTP session on ${this.name}: ${errText(err)}`, {
+        const opened = await this.#openChannel<SFTPWrapper>('E_SFTP', 'SFTP', 'session', (cb) => this.#client.sftp((err, s) => cb(err ?? undefined, s)), (s) => s.end());
+        if ('err' in opened) {
+          throw new KryptonError('E_SFTP', `cannot start an SFTP session on ${this.name}: ${errText(opened.err)}`, {
             host: this.name,
             hint: 'the host\'s sshd needs an sftp Subsystem (e.g. "Subsystem sftp internal-sftp")',
-            cause: err,
+            cause: opened.err,
           });
         }
+        const { ch: sftp, release } = opened;
+        sftp.on('error', () => {});
+        sftp.on('close', () => {
+          release();
+          if (this.#sftp === p) this.#sftp = undefined;
+        });
+        return { sftp, release };
       })();
       this.#sftp = p;
       p.catch(() => {
@@ -936,6 +970,23 @@ class Ssh2Transport implements SshTransport {
       });
     }
     return this.#sftp.then((s) => s.sftp);
+  }
+
+  /**
+   * Closes the SFTP session when no request uses it, giving its channel back: called when another caller has to
+   * wait for a channel (with sshd's MaxSessions low, an idle SFTP session would otherwise starve every exec).
+   */
+  #closeIdleSftp(): void {
+    const p = this.#sftp;
+    if (!p || this.#sftpBusy > 0) return;
+    p.then(
+      ({ sftp }) => {
+        if (this.#sftp !== p || this.#sftpBusy > 0) return;
+        this.#sftp = undefined;
+        sftp.end();
+      },
+      () => undefined,
+    );
   }
 
   async put(path: string, content: Secret | string | Buffer, opts: PutOptions): Promise<void> {
@@ -954,9 +1005,14 @@ class Ssh2Transport implements SshTransport {
     const dir = posix.dirname(path);
     const tmp = posix.join(dir, `.${posix.basename(path)}.krypton-${randomBytes(6).toString('hex')}.tmp`);
     let sftp: SFTPWrapper;
+    this.#sftpBusy++;
+    const idle = () => {
+      if (--this.#sftpBusy === 0 && this.#limiter.waiting > 0) this.#closeIdleSftp();
+    };
     try {
       sftp = await this.#sftpSession();
     } catch (err) {
+      idle();
       if (wipe) data.fill(0);
       throw err;
     }
@@ -1036,6 +1092,7 @@ class Ssh2Transport implements SshTransport {
       }
       throw sftpErr(`put ${path} on ${this.name} failed at ${step}: ${why}`, err, hint);
     } finally {
+      idle();
       if (wipe) data.fill(0);
     }
   }
@@ -1063,19 +1120,18 @@ class Ssh2Transport implements SshTransport {
   }
 
   async forward(host: string, port: number): Promise<Duplex> {
-    const release = await this.#acquire('E_SSH_EXEC');
-    try {
-      const stream = await forwardOutRaw(this.#client, host, port);
-      stream.once('close', release);
-      return stream;
-    } catch (err) {
-      release();
-      throw new KryptonError('E_SSH_EXEC', `${this.name} refused to forward to ${host}:${port}: ${errText(err)}`, {
+    const opened = await this.#openChannel<ClientChannel>('E_SSH_EXEC', `forward to ${host}:${port}`, 'forward', (cb) =>
+      this.#client.forwardOut('127.0.0.1', 0, host, port, (err, stream) => cb(err ?? undefined, stream)),
+    );
+    if ('err' in opened) {
+      throw new KryptonError('E_SSH_EXEC', `${this.name} refused to forward to ${host}:${port}: ${errText(opened.err)}`, {
         host: this.name,
         hint: `check that something listens on ${host}:${port} on the host and that sshd allows TCP forwarding`,
-        cause: err,
+        cause: opened.err,
       });
     }
+    opened.ch.once('close', opened.release);
+    return opened.ch;
   }
 
   close(): Promise<void> {
@@ -1091,9 +1147,11 @@ class Ssh2Transport implements SshTransport {
         resolve();
       });
       this.#client.end();
-    }).then(() => {
+    }).then(async () => {
       this.#closed = true;
       for (const j of this.#jumps) j.end();
+      await Promise.allSettled([...this.#sides].map((t) => t.close()));
+      this.#sides.clear();
     });
     return this.#closing;
   }

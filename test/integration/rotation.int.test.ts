@@ -9,7 +9,11 @@ const nodes = ['val-1', 'val-2', 'val-3'];
 
 /** Waits until a running apply holds the host's run lock (read from /proc/locks: the check takes no lock itself). */
 async function lockHeld(host: string): Promise<void> {
-  const held = 'i=$(stat -c %i /run/lock/krypton-secrets.lock 2>/dev/null) && grep -q ":$i " /proc/locks';
+  // /proc/locks lists every lock on the machine (by inode, and tmpfs inode numbers repeat across the hosts of other
+  // sandboxes on it): count only a lock whose holder is in this host's network namespace.
+  const held =
+    'i=$(stat -c %i /run/lock/krypton-secrets.lock 2>/dev/null) || exit 1; me=$(readlink /proc/self/ns/net); ' +
+    'for p in $(grep ":$i " /proc/locks | awk \'{print $5}\'); do [ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] && exit 0; done; exit 1';
   const deadline = Date.now() + 60_000; // a bound for a loaded machine, not a target
   while (Date.now() < deadline) {
     if ((await hostExec(host, ['sh', '-c', held])).code === 0) return;

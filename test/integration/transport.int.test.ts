@@ -101,7 +101,10 @@ class Sshd {
         'LogLevel DEBUG1',
         ...extra,
         '',
-      ].join('\n'),
+      ]
+        // sshd takes a keyword's first value: a line in `extra` replaces the default one.
+        .filter((l, i, all) => i >= all.length - extra.length - 1 || !extra.some((x) => x.split(' ')[0] === l.split(' ')[0]))
+        .join('\n'),
     );
     this.logFile = join(this.dir, `sshd.${this.port}.log`);
     this.proc = spawn('/usr/sbin/sshd', ['-D', '-E', this.logFile, '-f', cfg], { stdio: 'ignore' });
@@ -258,15 +261,62 @@ describe('exec', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(850);
   });
 
-  it('…which is the limiter at work: without it sshd refuses channels beyond MaxSessions', async () => {
-    const raw = await connectSsh(target(), { ...NO_AGENT, maxChannels: 40 });
+  it('…and a refused channel is back-pressure: with 40 allowed here, sshd refuses beyond MaxSessions, and the refused opens are retried on fewer channels until all 20 succeed', async () => {
+    const pressure: number[] = [];
+    const raw = await connectSsh(target(), { ...NO_AGENT, maxChannels: 40, onBackPressure: (_h, i) => pressure.push(i.limit) });
     try {
-      const settled = await Promise.allSettled(Array.from({ length: 20 }, () => raw.exec(['sleep', '0.5'])));
-      const refused = settled.filter((s) => s.status === 'rejected');
-      expect(refused.length).toBeGreaterThan(0);
-      expect((refused[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'E_SSH_EXEC' });
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => raw.exec(['sh', '-c', `sleep 0.5; echo ${i}`])));
+      expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+      expect(pressure.length, 'sshd refused some opens').toBeGreaterThan(0);
+      expect(Math.min(...pressure)).toBeLessThanOrEqual(10); // lowered to what sshd allowed (MaxSessions 10)
     } finally {
       await raw.close();
+    }
+  });
+});
+
+describe('sshd with a low MaxSessions', () => {
+  it('MaxSessions 1: concurrent execs, puts and a held run lock all work (the lock has a connection of its own; an idle SFTP session gives its channel back)', async () => {
+    const one = new Sshd(dir, join(dir, 'authorized_keys'));
+    one.hostKey = sshd.hostKey;
+    await one.start(['MaxSessions 1']);
+    const kh = join(dir, 'kh-one');
+    writeFileSync(kh, `[127.0.0.1]:${one.port} ${sshd.hostKey.pub.split(' ').slice(0, 2).join(' ')}\n`);
+    const t = await connectSsh(target({ port: one.port, knownHostsFile: kh }), { ...NO_AGENT, channelRetry: { attempts: 8, baseDelayMs: 50, maxDelayMs: 400 } });
+    try {
+      const lock = await t.hold!(['sh', '-c', 'echo held; exec cat >/dev/null'], 'held');
+      expect(lock.held).toBe(true);
+      const d = mkdtempSync(join(dir, 'ms1-'));
+      const work = await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => t.exec(['sh', '-c', `echo ${i}`]).then((r) => r.stdout.trim())),
+        ...Array.from({ length: 3 }, (_, i) => t.put(join(d, `f${i}`), `v${i}`, { mode: 0o600 }).then(() => `put ${i}`)),
+        t.exec(['sh', '-c', 'echo after']).then((r) => r.stdout.trim()),
+      ]);
+      expect(work).toEqual(['0', '1', '2', '3', '4', '5', 'put 0', 'put 1', 'put 2', 'after']);
+      expect(readFileSync(join(d, 'f2'), 'utf8')).toBe('v2');
+      if (lock.held) lock.release();
+    } finally {
+      await t.close();
+      await one.stop();
+    }
+  });
+
+  it('MaxSessions 0 (no sessions at all): after the bounded retries the exec fails with E_SSH_EXEC naming MaxSessions', async () => {
+    const none = new Sshd(dir, join(dir, 'authorized_keys'));
+    none.hostKey = sshd.hostKey;
+    await none.start(['MaxSessions 0']);
+    const kh = join(dir, 'kh-none');
+    writeFileSync(kh, `[127.0.0.1]:${none.port} ${sshd.hostKey.pub.split(' ').slice(0, 2).join(' ')}\n`);
+    let retries = 0;
+    const t = await connectSsh(target({ port: none.port, knownHostsFile: kh }), { ...NO_AGENT, channelRetry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 40 }, onBackPressure: () => retries++ });
+    try {
+      const err = await expectKrypton(t.exec(['true']), 'E_SSH_EXEC');
+      expect(err.message).toMatch(/int-host: sshd refused to open a channel 3 times/);
+      expect(err.hint).toMatch(/MaxSessions/);
+      expect(retries).toBe(2);
+    } finally {
+      await t.close();
+      await none.stop();
     }
   });
 });

@@ -705,3 +705,34 @@ cosigners:
     expectNoSecretLeak(fleet, [...failed.events, ...again.events, ...third.events]);
   });
 });
+
+describe('runPlaybook: a node\'s JWT change is a unit (issue 10)', () => {
+  it('Ctrl-C after the canary\'s agent rendered a new JWT: the canary still restarts el and cl on it; no later step or wave starts', async () => {
+    const fleet = legacyFleet();
+    const provision = await loadPlaybook(join(ROOT, 'playbooks', 'provision.yml'));
+    expect((await run(fleet, provision)).summary.ok).toBe(true);
+    const rotate = await loadPlaybook(join(ROOT, 'playbooks', 'rotate-jwt.yml'));
+    const interrupt = new AbortController();
+    const events: RunEvent[] = [];
+    const { summary } = await run(fleet, rotate, 'apply', {
+      signal: interrupt.signal,
+      sink: (e) => {
+        events.push(e);
+        if (e.type === 'step' && e.host === 'val-1' && e.task === 'agent.start') interrupt.abort();
+      },
+    });
+    const inv = fleet.inventory;
+    const jwt = fleet.store.peek(refFor(inv, 'engine-jwt', 'val-1'))!;
+    const canary = fleet.host('val-1');
+    expect(canary.files.get(JWT_FILE)?.content.toString()).toBe(jwt.revealText());
+    expect(canary.el.key?.toString('hex'), 'el/cl restarted on the new file').toBe(jwt.revealText());
+    expect(stepsOf(events, 'val-1').map((s) => `${s.task} ${s.status}`)).toContain('node.restart-lockstep changed');
+    expect(stepsOf(events, 'val-1').map((s) => s.task)).not.toContain('engine.verify-auth'); // the unit is closed: the interrupt holds
+    expect(summary.hosts['val-1']).toMatchObject({ status: 'skipped', error: { code: 'E_HALTED' } });
+    for (const n of ['val-2', 'val-3', 'rpc-1']) {
+      expect(stepsOf(events, n), n).toEqual([]);
+      expect(summary.hosts[n], n).toMatchObject({ status: 'skipped', error: { code: 'E_HALTED' } });
+      expect(fleet.host(n).el.key?.toString('hex'), `${n} untouched`).not.toBe(jwt.revealText());
+    }
+  });
+});

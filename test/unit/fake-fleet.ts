@@ -24,6 +24,7 @@ import { jwtVerify } from 'jose';
 import { KryptonError } from '../../src/core/errors.ts';
 import { mintEngineJwtHex, Secret, sha256Hex } from '../../src/core/secret.ts';
 import { LOADED_FILE } from '../../src/facts/secrets.ts';
+import { RESTART_PRELUDE } from '../../src/tasks/node-restart-lockstep.ts';
 import { renderEnvFile, valueProblem } from '../../src/model/formats.ts';
 import { SECRETS_DIR, type Host, type Inventory, type NodeHost } from '../../src/model/inventory.ts';
 import { AGENT_FILES, KIND_SPECS, cosignerSettings, describeRef, hostSecrets, kvSource, refKey, roleName, type SecretRef } from '../../src/model/layout.ts';
@@ -703,8 +704,11 @@ export class FakeHost {
       return ok;
     }
     // A command followed by the `loaded` record (node.restart-lockstep, horcrux.start):
-    // `sh -c '[setsid -w ]"$@" || exit $?\n<record>' sh <argv…>` — the record only after the command succeeded.
-    const wrapped = argv[0] === 'sh' && argv[1] === '-c' && argv[3] === 'sh' ? /^(setsid -w )?"\$@" \|\| exit \$\?\n([\s\S]+)$/.exec(argv[2]!) : null;
+    // `sh -c '<RESTART_PRELUDE>\n<record>' sh <argv…>` or `sh -c '"$@" || exit $?\n<record>' sh <argv…>` — the record only after the command succeeded.
+    const wrapped =
+      argv[0] === 'sh' && argv[1] === '-c' && argv[3] === 'sh'
+        ? (argv[2]!.startsWith(`${RESTART_PRELUDE}\n`) ? [argv[2]!, '', argv[2]!.slice(RESTART_PRELUDE.length + 1)] : /^(setsid -w )?"\$@" \|\| exit \$\?\n([\s\S]+)$/.exec(argv[2]!))
+        : null;
     if (wrapped) {
       const res = await this.runCommand(argv.slice(4), cwd);
       if (res.code !== 0) return res;
