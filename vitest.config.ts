@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
 //   that fleet, so their files run one at a time, and only after every unit file is done (groupOrder),
 //   so the unit run adds no load to them. Timeouts are generous: CI has run at load 12-28.
 const UNIT = ['test/unit'];
-const INTEGRATION = ['test/integration', 'test/sandbox', 'test/package', 'test/faults', 'test/corpus'];
+const INTEGRATION = ['test/integration', 'test/sandbox', 'test/package', 'test/faults', 'test/corpus', 'test/canary'];
 
 // A test file in neither project would silently never run; refuse to start instead.
 const root = fileURLToPath(new URL('.', import.meta.url));

@@ -108,6 +108,12 @@ export interface SandboxUpOptions {
   runtime?: Runtime;
   /** Runtime docker: the JWT mount form of the compose file (default 'file'; 'dir' is refused with plaintextJwt). */
   jwtMount?: JwtMount;
+  /**
+   * Also give OpenBao a file audit device with `log_raw` writing to this path (the canary leak matrix reads the
+   * tokens, wrapping tokens and secret_ids of a run from it). It holds them in clear: use a tmpfs path
+   * (e.g. under /dev/shm) and delete it after sandboxDown.
+   */
+  vaultAuditLog?: string;
   /** Output dir (default <repo>/.sandbox). */
   dir?: string;
   /** Leave whatever was made when `up` fails, for debugging (default: tear it down). */
@@ -150,7 +156,7 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
   save();
   try {
     const docker = dockerTools && images ? { tools: dockerTools, images, jwtMount } : undefined;
-    const info = await bringUp(dir, state, save, { nodes, cosigners, backend, plaintextJwt: !!opts.plaintextJwt, env: opts.env ?? true, baoBin, venvBin, docker });
+    const info = await bringUp(dir, state, save, { nodes, cosigners, backend, plaintextJwt: !!opts.plaintextJwt, env: opts.env ?? true, ...(opts.vaultAuditLog ? { vaultAuditLog: opts.vaultAuditLog } : {}), baoBin, venvBin, docker });
     state.info = info;
     save();
     return info;
@@ -166,6 +172,7 @@ interface BringUp {
   backend: Backend;
   plaintextJwt: boolean;
   env: boolean;
+  vaultAuditLog?: string;
   baoBin: string;
   venvBin: string;
   /** Runtime docker: the cached builds, the image tarballs (el, cl) and the JWT mount form. */
@@ -208,7 +215,7 @@ async function bringUp(dir: string, state: SandboxState, save: () => void, o: Br
 
   // OpenBao starts while the hosts come up.
   const rootToken = `ks-sandbox-root-${randomBytes(16).toString('hex')}`; // "s." is reserved for generated tokens
-  const bao = spawnBaoServer(dir, o.baoBin, rootToken);
+  const bao = spawnBaoServer(dir, o.baoBin, rootToken, o.vaultAuditLog);
   state.resources.pids.push({ pid: bao.pid, what: 'bao server', match: BAO_SERVER_MATCH });
   save();
   const moto = o.backend === 'vault' ? undefined : spawnMoto(dir, o.venvBin);

@@ -4,7 +4,7 @@
  * the harness adds the `approle` auth method.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BRIDGE_ADDRESS, VAULT_ADDRESS, VAULT_PORT } from './layout.ts';
 import { SandboxError, logTail, waitFor } from './proc.ts';
@@ -12,13 +12,24 @@ import { SandboxError, logTail, waitFor } from './proc.ts';
 /** argv substring that identifies our dev server (used by teardown to find it). */
 export const BAO_SERVER_MATCH = `-dev-listen-address=${BRIDGE_ADDRESS}:${VAULT_PORT}`;
 
-/** Spawns the dev server (detached, log in <dir>/bao/server.log); returns its pid without waiting. */
-export function spawnBaoServer(dir: string, baoBin: string, rootToken: string): { pid: number; log: string; exited: () => string | undefined } {
+/**
+ * Spawns the dev server (detached, log in <dir>/bao/server.log); returns its pid without waiting.
+ * `auditLog`: also a declarative file audit device `canary/` (OpenBao refuses to enable one through the API)
+ * writing there with `log_raw` — every token and secret in clear, so the path must be on a tmpfs and deleted
+ * by the caller; its config (<dir>/bao/audit.hcl) holds only the path.
+ */
+export function spawnBaoServer(dir: string, baoBin: string, rootToken: string, auditLog?: string): { pid: number; log: string; exited: () => string | undefined } {
   const home = join(dir, 'bao');
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const log = join(home, 'server.log');
   const fd = openSync(log, 'a', 0o600);
-  const child = spawn(baoBin, ['server', '-dev', BAO_SERVER_MATCH, `-dev-root-token-id=${rootToken}`, '-dev-no-store-token'], {
+  const config: string[] = [];
+  if (auditLog) {
+    const hcl = join(home, 'audit.hcl');
+    writeFileSync(hcl, `audit "file" "canary" {\n  options {\n    file_path = ${JSON.stringify(auditLog)}\n    log_raw = "true"\n  }\n}\n`, { mode: 0o600 });
+    config.push(`-config=${hcl}`);
+  }
+  const child = spawn(baoBin, ['server', '-dev', BAO_SERVER_MATCH, `-dev-root-token-id=${rootToken}`, '-dev-no-store-token', ...config], {
     cwd: home,
     detached: true,
     stdio: ['ignore', fd, fd],
