@@ -27,7 +27,7 @@ import { parseInventory } from '../../src/inventory/loader.ts';
 import { laptopFact, type GatherEnv } from '../../src/model/task.ts';
 import { loadPlaybook } from '../../src/playbook/loader.ts';
 import { clockRow } from '../../src/verify/checks.ts';
-import { FakeFleet } from './fake-fleet.ts';
+import { FakeFleet, fakeInventoryText } from './fake-fleet.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -119,13 +119,7 @@ describe("verify's clock row", () => {
 
 // ------------------------------------------------------------------------------ the executor and the tasks
 
-const INVENTORY = `network: "473374"
-vault:
-  address: https://vault.fake.invalid:8200
-nodes:
-  val-1: { role: validator, address: 10.0.0.1 }
-  val-2: { role: validator, address: 10.0.0.2 }
-`;
+const INVENTORY = fakeInventoryText({ validators: 2 });
 
 const fleets: FakeFleet[] = [];
 afterEach(async () => {

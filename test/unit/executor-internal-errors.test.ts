@@ -18,17 +18,9 @@ import { change, defineTask, laptopFact, noChange, type AnyTask, type GatherEnv 
 import type { Playbook } from '../../src/playbook/loader.ts';
 import type { Transport } from '../../src/core/transport.ts';
 import { debugStack, formatFailure, plainRenderer, reportError, withDebugStacks } from '../../src/cli/render-events.ts';
-import { FakeFleet } from './fake-fleet.ts';
+import { FakeFleet, fakeInventoryText } from './fake-fleet.ts';
 
-const INVENTORY = `network: "473374"
-vault:
-  address: https://vault.fake.invalid:8200
-nodes:
-  val-1: { role: validator, address: 10.0.0.1 }
-  val-2: { role: validator, address: 10.0.0.2 }
-  val-3: { role: validator, address: 10.0.0.3 }
-  rpc-1: { role: rpc, address: 10.0.0.21 }
-`;
+const INVENTORY = fakeInventoryText({ validators: 3, rpc: 1 });
 const BAD = 'val-2';
 const HEX = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
 

@@ -24,7 +24,7 @@ import { AGENT_FILES, JWT_FILE, refFor } from '../../src/model/layout.ts';
 import type { StoreCapabilities } from '../../src/model/task.ts';
 import { TASKS } from '../../src/tasks/index.ts';
 import type { ExecOptions, ExecResult, Transport } from '../../src/core/transport.ts';
-import { FakeFleet, type DownWindow, type ExecRecord } from './fake-fleet.ts';
+import { FakeFleet, fakeInventoryText, type DownWindow, type ExecRecord } from './fake-fleet.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -68,17 +68,7 @@ describe('computeWaves', () => {
 
 // ------------------------------------------------------------------------------------------- select
 
-const INVENTORY = `network: "473374"
-vault:
-  address: https://vault.fake.invalid:8200
-nodes:
-  val-1: { role: validator, address: 10.0.0.1 }
-  val-2: { role: validator, address: 10.0.0.2 }
-  val-3: { role: validator, address: 10.0.0.3 }
-  rpc-1: { role: rpc, address: 10.0.0.21 }
-cosigners:
-  cosigner-1: { address: 10.0.1.1, shard_id: 1, key_dir: /opt/horcrux/keys }
-`;
+const INVENTORY = fakeInventoryText({ validators: 3, rpc: 1, cosigners: 1 });
 const inventory = (): Inventory => parseInventory('unit-inventory.yml', INVENTORY);
 
 describe('selectHosts / checkLimit', () => {

@@ -945,3 +945,18 @@ export class FakeTransport implements Transport {
 
   async close(): Promise<void> {}
 }
+
+/**
+ * The unit tests' inventory text: validators val-1…val-N and RPC nodes rpc-1…rpc-M on 10.0.0.x (RPC from .21),
+ * cosigners cosigner-1… on 10.0.1.x with key_dir /opt/horcrux/keys, Vault at a name that never resolves.
+ */
+export function fakeInventoryText(o: { validators: number; rpc?: number; cosigners?: number }): string {
+  const lines = ['network: "473374"', 'vault:', '  address: https://vault.fake.invalid:8200', 'nodes:'];
+  for (let i = 1; i <= o.validators; i++) lines.push(`  val-${i}: { role: validator, address: 10.0.0.${i} }`);
+  for (let i = 1; i <= (o.rpc ?? 0); i++) lines.push(`  rpc-${i}: { role: rpc, address: 10.0.0.${20 + i} }`);
+  if (o.cosigners) {
+    lines.push('cosigners:');
+    for (let i = 1; i <= o.cosigners; i++) lines.push(`  cosigner-${i}: { address: 10.0.1.${i}, shard_id: ${i}, key_dir: /opt/horcrux/keys }`);
+  }
+  return `${lines.join('\n')}\n`;
+}
