@@ -232,8 +232,9 @@ async function runHostPlay(
     } catch (err) {
       const e = internalError(err, task.id);
       // plan: once an earlier step would change this host, later steps see today's state, not the planned
-      // one — a refusal there (e.g. "not a tmpfs mount" before mount.tmpfs ran) is no failure, only unknown.
-      if (o.mode === 'plan' && state.status === 'changed' && (e.code === 'E_PLAN_CONFLICT' || e.code === 'E_INPUT' || e.code === 'E_FACT')) {
+      // one — a refusal there (e.g. "not a tmpfs mount" before mount.tmpfs ran, or the Engine API refusing the
+      // stored JWT while el still runs on the plaintext one a migration replaces) is no failure, only unknown.
+      if (o.mode === 'plan' && state.status === 'changed' && (e.code === 'E_PLAN_CONFLICT' || e.code === 'E_INPUT' || e.code === 'E_FACT' || e.code === 'E_ENGINE_AUTH')) {
         o.sink({ type: 'step', host: host.name, task: task.id, name: step.name, status: 'skipped', reason: `depends on the changes planned above (today: ${e.message})`, durationMs: Date.now() - started });
         continue;
       }

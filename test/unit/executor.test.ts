@@ -559,6 +559,18 @@ describe('runPlaybook: plan mode', () => {
     const { summary } = await run(fleet, playbook, 'plan');
     expect(summary.failed).toBe(0);
   });
+
+  it('plan migrate-plaintext on a legacy fleet: the Engine API refusing the stored JWT (el still on the plaintext one) is "depends on the changes planned above", not a failed node', async () => {
+    const fleet = legacyFleet();
+    fleet.store.seed(refFor(fleet.inventory, 'engine-jwt', 'val-1'), new Secret('ab'.repeat(32)));
+    const playbook = await loadPlaybook(join(ROOT, 'playbooks', 'migrate-plaintext.yml'));
+    const { summary, events } = await run(fleet, playbook, 'plan');
+    expect(summary.failed).toBe(0);
+    for (const n of fleet.inventory.nodes) {
+      const verify = stepsOf(events, n.name).find((s) => s.task === 'engine.verify-auth');
+      if (verify) expect(verify.status, n.name).not.toBe('failed');
+    }
+  });
 });
 
 // ------------------------------------------------------------------------------------------- env-secrets
