@@ -86,7 +86,7 @@ describe("the repo's playbooks load", () => {
     const pb = await loadPlaybook(join(ROOT, 'playbooks', 'cosigner-bringup.yml'));
     expect(pb.plays[0]).toMatchObject({ hosts: 'cosigners', serial: [1] });
     expect(stepsFor(pb, 'agent')).toEqual(['horcrux.render-config', 'secret.seed', 'vault.policy', 'vault.approle', 'mount.tmpfs', 'agent.render-config', 'vault.deliver-secret-id', 'agent.start', 'horcrux.start', 'horcrux.verify-keys']);
-    expect(stepsFor(pb, 'host-fetch')).toEqual(['horcrux.render-config', 'secret.seed', 'mount.tmpfs', 'secret.put-host-copy', 'secret.fetch-on-host', 'kms.install-boot-step', 'horcrux.start', 'horcrux.verify-keys']);
+    expect(stepsFor(pb, 'host-fetch')).toEqual(['horcrux.render-config', 'secret.seed', 'mount.tmpfs', 'secret.put-host-copy', 'secret.fetch-on-host', 'horcrux.start', 'horcrux.verify-keys']);
     for (const s of pb.plays[0]!.steps) expect(s.task.appliesTo, s.task.id).not.toBe('node');
   });
 });
