@@ -185,6 +185,12 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       }
     }
   }
+  // A rotation's JWT versions before the run: a run that stops (Ctrl-C, a failure) is finished with --resume only
+  // when it wrote a new version; before that, running it again is what finishes it.
+  const jwtRefs = rotates && mode === 'apply' ? [...new Map(inventory.nodes.filter((n) => hosts.includes(n.name)).map((n) => { const r = refFor(inventory, 'engine-jwt', n.name); return [refKey(r), r] as const; })).values()] : [];
+  const heads = () => Promise.all(jwtRefs.map((r) => store.head(r).catch(() => -1)));
+  const headsBefore = await heads();
+  const wroteVersion = async () => flags.resume === true || (await heads()).some((h, i) => h !== headsBefore[i]);
   const shown = renderer(flags.json, hosts, flags.log);
   const done = shown.done;
   const sink = flags.debug ? withDebugStacks(shown.sink, err) : shown.sink;
@@ -232,11 +238,11 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
     if (!flags.json && summary.notes?.['jwt_versions']) {
       for (const line of jwtReportLines(summary.notes['jwt_versions'] as JwtVersionReport, halted ? completeWith : undefined)) out(line);
     }
-    if (mode === 'apply') await writeRetryFile(flags.inventory, summary, flags.json ?? false);
+    const resume = mode === 'apply' && rotates && (await wroteVersion()) ? ' --resume' : '';
+    if (mode === 'apply') await writeRetryFile(flags.inventory, summary, flags.json ?? false, `krypton-secrets apply ${playbookFile} -i ${flags.inventory}${resume}`);
     if (interrupt.signal.aborted) {
       // The summary is above (or the last --json line); say how to finish what the interrupt left.
       const left = Object.values(summary.hosts).filter((h) => h.status === 'skipped' || h.status === 'failed').length;
-      const resume = mode === 'apply' && rotates ? ' --resume' : '';
       const again = `krypton-secrets ${mode} ${playbookFile} -i ${flags.inventory}${resume}`;
       if (flags.json) out(jsonLine({ type: 'interrupted', hosts_left: left, complete_with: again }));
       else err(`interrupted: the steps under way finished, ${left} host(s) not done; finish with: ${again}`);
@@ -266,7 +272,7 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
  * file next to the inventory and says how to use it (`--limit @<file>`); a run with nothing left to retry removes
  * an old one. Host names only: nothing secret. A file that cannot be written is a warning, not a failure.
  */
-async function writeRetryFile(inventory: string, summary: RunSummary, json: boolean): Promise<void> {
+async function writeRetryFile(inventory: string, summary: RunSummary, json: boolean, again: string): Promise<void> {
   const file = retryFile(inventory);
   const left = Object.entries(summary.hosts).filter(([, h]) => h.status === 'failed' || h.status === 'skipped').map(([n]) => n);
   try {
@@ -276,7 +282,7 @@ async function writeRetryFile(inventory: string, summary: RunSummary, json: bool
     }
     writeFileSync(file, `# hosts a krypton-secrets apply left failed or not run (${new Date().toISOString()})\n${left.join('\n')}\n`, { mode: 0o644 });
     if (json) out(jsonLine({ type: 'retry-file', file, hosts: left }));
-    else out(`retry the ${left.length === 1 ? 'host' : `${left.length} hosts`} left: add --limit @${file}`);
+    else out(`retry the ${left.length === 1 ? 'host' : `${left.length} hosts`} left: ${again} --limit @${file}`);
   } catch (e) {
     err(`warning: could not write the retry file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -293,6 +299,9 @@ export async function main(argv: string[]): Promise<number> {
   let code = 0;
   let jsonErrors = false;
   let debug = false;
+  // plan/apply: --detailed-exitcode makes every error exit 1 (2 means "changes pending"); --log records it too.
+  let detailed = false;
+  let logFile: string | undefined;
   program
     .command('hosts')
     .description('list the hosts an inventory (and --limit) selects: name, kind, role, address, groups; touches no host')
@@ -321,6 +330,8 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (pb: string, f: RunFlags) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
+      detailed = !!f.detailedExitcode;
+      logFile = f.log;
       code = await run('plan', pb, f);
     });
   runFlags(program.command('apply').argument('<playbook>', 'playbook YAML').description('converge the hosts to the playbook'))
@@ -331,6 +342,8 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (pb: string, f: RunFlags & { check?: boolean }) => {
       jsonErrors = !!f.json;
       debug = !!f.debug;
+      detailed = !!f.check && !!f.detailedExitcode;
+      logFile = f.log;
       code = await run(f.check ? 'plan' : 'apply', pb, f);
     });
   runFlags(program.command('rollback-jwt').description('write the previous Engine-API JWT version back as the current one, then move the nodes to it (rotate-jwt waves)'))
@@ -350,8 +363,13 @@ export async function main(argv: string[]): Promise<number> {
         for (const ref of refs.values()) {
           const node = ref.scope === NETWORK_SCOPE ? undefined : ref.scope;
           const versions = await store.versions(ref);
-          const target = f.toVersion ?? versions[1]?.version;
-          if (target !== undefined && target === versions[0]?.version) {
+          // The newest version may not be a usable JWT (invalid, deleted): then the newest usable one is the one to
+          // go back to, and nothing usable is "current".
+          const head = await store.head(ref);
+          const newestUsable = versions[0]?.version;
+          const currentUnusable = newestUsable !== undefined && head > newestUsable;
+          const target = f.toVersion ?? (currentUnusable ? newestUsable : versions[1]?.version);
+          if (target !== undefined && target === (currentUnusable ? head : newestUsable)) {
             throw new KryptonError('E_INPUT', `v${target} is already the current Engine-API JWT${node ? ` of ${node}` : ''}: nothing to roll back to`, {
               hint: `pick an older live version (${versions.slice(1).map((v) => `v${v.version}`).join(', ') || 'none'}), or run apply ${f.playbook} --resume to move the nodes to the current one`,
             });
@@ -456,7 +474,15 @@ Examples:
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
       return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : ERROR_CODES.E_USAGE;
     }
-    return reportError(e, { json: jsonErrors, debug, jsonLine }, out, err);
+    const failed = reportError(e, { json: jsonErrors, debug, jsonLine }, out, err);
+    if (logFile) {
+      try {
+        appendFileSync(logFile, `${jsonLine({ type: 'error', error: toKryptonError(e).toJSON() })}\n`, { mode: 0o600 });
+      } catch {
+        /* the error itself is reported above */
+      }
+    }
+    return detailed ? EXIT_HOSTS_FAILED : failed;
   }
 }
 

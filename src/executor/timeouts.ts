@@ -46,7 +46,9 @@ export function execBound(host: Host, step?: Pick<Step, 'execTimeoutSeconds' | '
         : t?.execSeconds !== undefined
           ? [t.execSeconds, `${t.execFrom ?? 'timeouts.exec_seconds'}: ${t.execSeconds}`]
           : [DEFAULT_EXEC_SECONDS, `the default ${DEFAULT_EXEC_SECONDS} s`];
-  return { ms: s * 1000, source, hint: `the bound is ${source}; raise it with ${RAISE_EXEC}, or check why the command hangs on ${host.name}` };
+  // --timeout wins over every other setting: it is the one to raise (or drop) when it is the bound.
+  const raise = cliSeconds !== undefined ? 'a larger --timeout (or leave it out for the inventory\'s and playbook\'s settings)' : RAISE_EXEC;
+  return { ms: s * 1000, source, hint: `the bound is ${source}; raise it with ${raise}, or check why the command hangs on ${host.name}` };
 }
 
 /**
@@ -71,7 +73,8 @@ export function stepBound(
     ms = settle.timeoutMs + extra;
     source = `the default ${Math.round(ms / 1000)} s (${settle.basis ?? `${Math.round(settle.timeoutMs / 1000)} s for ${step.task.id}`}${extra ? ` + ${RTT_POLLS} × ${(rttMs / 1000).toFixed(1)} s measured round trip` : ''})`;
   }
-  return { ms, intervalMs: settle.intervalMs, source, hint: `the bound is ${source}; raise it with ${RAISE_STEP}` };
+  const raise = cliSeconds !== undefined ? 'a larger --timeout (or leave it out for the inventory\'s and playbook\'s settings)' : RAISE_STEP;
+  return { ms, intervalMs: settle.intervalMs, source, hint: `the bound is ${source}; raise it with ${raise}` };
 }
 
 /** The task's settle (default bound) for this host, when it waits at all. */

@@ -82,4 +82,24 @@ describe('operator CLI: json metadata, run log, detailed exit codes, host select
     const converged = await cli(info, ['plan', 'provision', '-i', inv, '--detailed-exitcode']);
     expect(converged.code).toBe(0);
   });
+
+  it('rollback-jwt when the newest stored version is not a valid JWT goes back to the newest valid one (the one the fleet runs)', async () => {
+    const good = await vaultJwt(info);
+    const put = await fetch(`${info.vault.address}/v1/secret/data/krypton/${info.network}/engine-jwt`, {
+      method: 'POST',
+      headers: { 'X-Vault-Token': info.vault.token, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ data: { hex: good.hex.slice(0, 62) } }), // 31 bytes
+    });
+    expect(put.status).toBe(200);
+    const detailed = await cli(info, ['plan', 'provision', '-i', inv, '--detailed-exitcode']);
+    expect(detailed.code).toBe(1); // an error (E_INPUT, exit 3 without the flag) is 1, never 2
+    const r = await cli(info, ['rollback-jwt', '-i', inv, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const rb = r.events.find((e) => e['type'] === 'rollback');
+    expect(rb?.['restoredFrom']).toBe(good.version);
+    const now = await vaultJwt(info);
+    expect(now.version).toBe(good.version + 2);
+    expect(now.hex).toBe(good.hex);
+    expect(r.summary?.changed).toBe(0); // the fleet already ran that value: nothing restarted
+  });
 });
