@@ -15,15 +15,15 @@ export const engineVerifyAuth = defineTask({
   appliesTo: 'node',
   params: noParams,
   facts: () => ({ probe: engineProbe() }),
-  plan(_p, { probe }) {
+  plan(_p, { probe }, { host }) {
     if (!probe) return refuse('E_INPUT', 'the store holds no Engine-API JWT for this node', 'run secret.seed first (playbooks/provision.yml does)');
     if (probe.outcome === 'accepted') return noChange(`Engine API accepted a token signed with the current JWT v${probe.version} (${probe.detail})`);
     if (probe.outcome === 'skewed') {
-      return refuse('E_CLOCK_SKEW', `the Engine API refused the token, and the clocks disagree: ${probe.detail}`, 'set the clocks right (NTP: timedatectl, chronyc tracking) on the laptop and the host, then run again; nothing was restarted');
+      return refuse('E_CLOCK_SKEW', `${host.name}'s Engine API refused the token, and the clocks disagree: ${probe.detail}`, 'set the clocks right (NTP: timedatectl, chronyc tracking) on the laptop and the host, then run again; nothing was restarted');
     }
     if (probe.outcome === 'rejected') {
-      return refuse('E_ENGINE_AUTH', `the Engine API rejected a token signed with the backend's JWT: ${probe.detail}`, 'el and cl may run on another JWT: re-run apply, or check JWT_PATH in the compose env file');
+      return refuse('E_ENGINE_AUTH', `${host.name}'s Engine API rejected a token signed with the backend's JWT: ${probe.detail}`, 'el and cl may run on another JWT: re-run apply, or check JWT_PATH in the compose env file');
     }
-    return refuse('E_ENGINE_UNREACHABLE', `the Engine API on 127.0.0.1:8551 did not answer: ${probe.detail}`, 'check that el is running (nodectl status / docker compose ps)');
+    return refuse('E_ENGINE_UNREACHABLE', `the Engine API on ${host.name} (127.0.0.1:8551) did not answer: ${probe.detail}`, 'check that el is running (nodectl status / docker compose ps)');
   },
 });
