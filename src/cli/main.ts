@@ -85,7 +85,11 @@ function limitList(v: string, prev: string[] | undefined): string[] {
     } catch (e) {
       throw new InvalidArgumentError(`cannot read ${item.slice(1)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    out.push(...text.split('\n').map((l) => l.replace(/#.*/, '')).flatMap((l) => l.split(',')).map((s) => s.trim()).filter(Boolean));
+    const patterns = text.split('\n').map((l) => l.replace(/#.*/, '')).flatMap((l) => l.split(',')).map((s) => s.trim()).filter(Boolean);
+    // A wrong @file (an env file, a key) must not be echoed by an error: only host-name-like patterns pass.
+    const odd = patterns.filter((x) => !/^!?[A-Za-z0-9*?[\]!._-]{1,64}$/.test(x));
+    if (odd.length) throw new InvalidArgumentError(`${item.slice(1)} does not look like a list of hosts: ${odd.length} line(s) are not host names, globs or groups (not shown)`);
+    out.push(...patterns);
   }
   return out;
 }
@@ -152,7 +156,13 @@ async function run(mode: 'plan' | 'apply', playbookFile: string, flags: RunFlags
       else err(`recorded the ${k.keyType} host key of ${k.host} (${k.fingerprint}) in ${k.file}`);
     },
   });
-  if (flags.log) writeFileSync(flags.log, '', { flag: 'a', mode: 0o600 });
+  if (flags.log) {
+    try {
+      writeFileSync(flags.log, '', { flag: 'a', mode: 0o600 });
+    } catch (x) {
+      throw new KryptonError('E_USAGE', `cannot write the run log ${flags.log}: ${(x as NodeJS.ErrnoException).code ?? (x as Error).message}`, { hint: 'give --log a writable file (its directory must exist)' });
+    }
+  }
   // Every command on a host runs under its exec bound (the inventory's timeouts.exec_seconds, --timeout).
   const connect = async (h: Host) => boundTransport(await connector.get(h), execBound(h, undefined, flags.timeout));
   const store = await openStore(inventory);

@@ -6,12 +6,20 @@ import { dirState } from '../facts/dir.ts';
 import { factList } from '../facts/list.ts';
 import { absolutePath, secretDirMode } from '../inventory/schema.ts';
 import type { Host, Inventory } from '../model/inventory.ts';
+
+/** Mount points a tmpfs of ours must never cover: remounting one (1 MiB, noexec, 0700) would break the host. */
+const SYSTEM_DIRS = new Set(['/', '/run', '/run/lock', '/run/user', '/run/systemd', '/var/run', '/var/lock', '/dev', '/dev/shm', '/tmp', '/var', '/var/tmp', '/etc', '/home', '/root', '/opt', '/usr', '/boot', '/proc', '/sys', '/srv', '/mnt', '/media']);
 import { cosignerSettings, tmpfsDirs } from '../model/layout.ts';
 
 export const mountTmpfsParams = z
   .strictObject({
     /** One dir to mount; default: every tmpfs dir the host's secrets need (`/run/krypton-secrets`, a cosigner's key dir). */
-    path: absolutePath.optional(),
+    /** A dir of its own for secrets: never a system mount point or a parent of one (/run, /dev/shm, /tmp, …). */
+    path: absolutePath
+      .refine((v) => !SYSTEM_DIRS.has(v.replace(/\/+$/, '') || '/'), {
+        message: 'expected a dir of its own for secrets (e.g. /run/krypton-secrets), not a system dir such as /run, /run/lock, /dev/shm, /tmp, /var or /',
+      })
+      .optional(),
     /** Size of each tmpfs in bytes (default 1 MiB; whole 4096-byte pages). */
     size_bytes: z.number().int().min(4096).max(1 << 30).multipleOf(4096, 'expected whole 4096-byte pages (the kernel rounds a tmpfs size up to pages)').default(1 << 20),
     /** Mode of each mount root, octal string: "0700" (default), "0750" or "0710" (no group write, nothing for other users). */
