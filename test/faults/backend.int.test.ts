@@ -13,7 +13,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BRIDGE_ADDRESS, MOTO_ADDRESS, VAULT_ADDRESS, hostExec, sandboxDown, sandboxUp, type SandboxInfo } from '../sandbox/index.ts';
+import { BRIDGE_ADDRESS, MOTO_ADDRESS, VAULT_ADDRESS, hostExec, sandboxDown, sandboxUp, type SandboxInfo, type SandboxUpOptions } from '../sandbox/index.ts';
 import { cli, vaultJwt } from '../integration/helpers.ts';
 import { startFaultProxy, type FaultProxy, type ProxiedRequest } from './backend-proxy.ts';
 import { completionOf, expectConverges, expectHostError, expectPairsAgree, expectRunLevelError, faultCase } from './backend-checks.ts';
@@ -28,6 +28,27 @@ async function inventoryVariant(info: SandboxInfo, name: string, edit: (text: st
   const file = join(info.dir, name);
   await writeFile(file, edit(await readFile(info.files.inventory, 'utf8')));
   return file;
+}
+
+/**
+ * One sandbox for a backend's faults: `up` brought up, the fault proxy started in front of `upstream`, an inventory
+ * variant (`file`, edited by `point` to send laptop and hosts through the proxy) and the env the CLI needs for it
+ * (`envOf`); the fleet provisioned through the proxy (exit 0) before the first case.
+ */
+async function faultSandbox(
+  up: SandboxUpOptions,
+  upstream: string,
+  file: string,
+  point: (text: string, proxyUrl: string) => string,
+  envOf: (proxyUrl: string) => Record<string, string>,
+): Promise<{ info: SandboxInfo; proxy: FaultProxy; inv: string; env: Record<string, string> }> {
+  const info = await sandboxUp(up);
+  const proxy = await startFaultProxy(upstream, BRIDGE_ADDRESS);
+  const inv = await inventoryVariant(info, file, (t) => point(t, proxy.url));
+  const env = envOf(proxy.url);
+  const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json'], env);
+  expect(r.code, r.stdout + r.stderr).toBe(0);
+  return { info, proxy, inv, env };
 }
 
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -65,13 +86,8 @@ describe('fault matrix: Vault (the real OpenBao behind a fault proxy, bao agents
   }
 
   beforeAll(async () => {
-    info = await sandboxUp({ hosts: NODES.length });
-    proxy = await startFaultProxy(VAULT_ADDRESS, BRIDGE_ADDRESS);
     // The laptop and the hosts' agents both reach Vault through the proxy.
-    inv = await inventoryVariant(info, 'faults-vault.yml', (t) => t.replace(`  address: ${VAULT_ADDRESS}`, `  address: ${proxy.url}\n  agent_address: ${proxy.url}`));
-    env = { BAO_ADDR: proxy.url, VAULT_ADDR: proxy.url };
-    const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json'], env);
-    expect(r.code, r.stdout + r.stderr).toBe(0);
+    ({ info, proxy, inv, env } = await faultSandbox({ hosts: NODES.length }, VAULT_ADDRESS, 'faults-vault.yml', (t, url) => t.replace(`  address: ${VAULT_ADDRESS}`, `  address: ${url}\n  agent_address: ${url}`), (url) => ({ BAO_ADDR: url, VAULT_ADDR: url })));
   }, 300_000);
 
   afterAll(async () => {
@@ -263,13 +279,8 @@ describe('fault matrix: KMS (real moto with IAM enforcement behind a fault proxy
   const undeny = (user: string) => awsRoot(['iam', 'delete-user-policy', '--user-name', user, '--policy-name', 'fault-deny-decrypt']);
 
   beforeAll(async () => {
-    info = await sandboxUp({ hosts: NODES.length, backend: 'kms', env: false });
-    proxy = await startFaultProxy(MOTO_ADDRESS, BRIDGE_ADDRESS);
     // The laptop's SDK and the hosts' aws CLI both reach KMS through the proxy (kms.endpoint_url).
-    inv = await inventoryVariant(info, 'faults-kms.yml', (t) => t.replace(`  endpoint_url: ${MOTO_ADDRESS}`, `  endpoint_url: ${proxy.url}`));
-    env = { AWS_ENDPOINT_URL: proxy.url };
-    const r = await cli(info, ['apply', PROVISION, '-i', inv, '--json'], env);
-    expect(r.code, r.stdout + r.stderr).toBe(0);
+    ({ info, proxy, inv, env } = await faultSandbox({ hosts: NODES.length, backend: 'kms', env: false }, MOTO_ADDRESS, 'faults-kms.yml', (t, url) => t.replace(`  endpoint_url: ${MOTO_ADDRESS}`, `  endpoint_url: ${url}`), (url) => ({ AWS_ENDPOINT_URL: url })));
   }, 300_000);
 
   afterAll(async () => {
